@@ -1,0 +1,542 @@
+"""Response-curve families: exact value and derivative, validation, and the problem-file form.
+
+A curve maps spend ``x`` (currency units, ``x >= 0``) to an outcome (revenue in currency units, or
+new customers). Every family here is concave and nondecreasing on ``x >= 0`` for the parameter
+ranges it accepts; parameters outside those ranges raise :class:`CurveError` naming where they are.
+
+Any parameter of a parametric family may be a sequence of ``S`` posterior samples; the curve is then
+the mean over the samples, ``f(x) = (1/S) sum_s f(x; theta_s)`` (still concave).
+
+This module knows nothing about optimization. :class:`CurveBatch` evaluates many curves at once
+(grouped by family into numpy arrays) for the solvers and the certificate.
+
+Examples
+--------
+>>> c = Curve.from_dict({"family": "log", "a": 1000.0, "b": 50.0})
+>>> round(float(c.value(50.0)), 6)
+693.147181
+>>> float(c.derivative(0.0))
+20.0
+>>> Curve.from_dict({"family": "hill", "beta": 1, "kappa": 2, "slope": 2.5}, where="cells[0].revenue")
+Traceback (most recent call last):
+...
+forecasting.curves.CurveError: cells[0].revenue: hill with slope 2.5 > 1 is S-shaped (not concave) ...
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+from scipy.special import expit
+
+FloatArray = NDArray[np.float64]
+
+
+class CurveError(ValueError):
+    """A curve specification is malformed or outside its family's concave range."""
+
+
+# --------------------------------------------------------------------------------------------
+# Families
+# --------------------------------------------------------------------------------------------
+
+
+class Family(ABC):
+    """One parametric family. Functions broadcast: ``x`` of shape (n, 1), params of shape (n, S)."""
+
+    name: ClassVar[str]
+    #: parameter name -> (lower bound, lower inclusive?, upper bound, upper inclusive?)
+    ranges: ClassVar[dict[str, tuple[float, bool, float, bool]]]
+    defaults: ClassVar[dict[str, float]] = {}
+    formula: ClassVar[str]
+
+    @staticmethod
+    @abstractmethod
+    def value(x: FloatArray, p: Mapping[str, FloatArray]) -> FloatArray: ...
+
+    @staticmethod
+    @abstractmethod
+    def derivative(x: FloatArray, p: Mapping[str, FloatArray]) -> FloatArray: ...
+
+    @staticmethod
+    @abstractmethod
+    def time_scaled(p: Mapping[str, FloatArray], periods: float) -> dict[str, FloatArray]:
+        """Parameters of ``periods * f(x / periods)`` (the same family)."""
+
+    def extra_check(self, p: Mapping[str, FloatArray], where: str) -> None:
+        """Family-specific checks beyond the parameter ranges."""
+
+
+_POS = (0.0, False, math.inf, False)
+_NONNEG = (0.0, True, math.inf, False)
+_UNIT = (0.0, False, 1.0, True)
+
+
+class LogFamily(Family):
+    name = "log"
+    ranges = {"a": _POS, "b": _POS}
+    formula = "a * log(1 + x / b)"
+
+    @staticmethod
+    def value(x, p):
+        return p["a"] * np.log1p(x / p["b"])
+
+    @staticmethod
+    def derivative(x, p):
+        return p["a"] / (p["b"] + x)
+
+    @staticmethod
+    def time_scaled(p, periods):
+        return {"a": p["a"] * periods, "b": p["b"] * periods}
+
+
+class ExpSaturationFamily(Family):
+    name = "exp_saturation"
+    ranges = {"a": _POS, "b": _POS}
+    formula = "a * (1 - exp(-x / b))"
+
+    @staticmethod
+    def value(x, p):
+        return -p["a"] * np.expm1(-x / p["b"])
+
+    @staticmethod
+    def derivative(x, p):
+        return (p["a"] / p["b"]) * np.exp(-x / p["b"])
+
+    @staticmethod
+    def time_scaled(p, periods):
+        return {"a": p["a"] * periods, "b": p["b"] * periods}
+
+
+class PowerFamily(Family):
+    name = "power"
+    ranges = {"a": _POS, "p": _UNIT}
+    formula = "a * x ** p"
+
+    @staticmethod
+    def value(x, p):
+        return p["a"] * np.power(x, p["p"])
+
+    @staticmethod
+    def derivative(x, p):
+        with np.errstate(divide="ignore"):
+            return p["a"] * p["p"] * np.power(x, p["p"] - 1.0)
+
+    @staticmethod
+    def time_scaled(p, periods):
+        return {"a": p["a"] * periods ** (1.0 - p["p"]), "p": p["p"]}
+
+
+class MichaelisMentenFamily(Family):
+    name = "michaelis_menten"
+    ranges = {"alpha": _POS, "lam": _POS, "scale": _POS}
+    defaults = {"scale": 1.0}
+    formula = "alpha * u / (lam + u), u = x / scale"
+
+    @staticmethod
+    def value(x, p):
+        u = x / p["scale"]
+        return p["alpha"] * u / (p["lam"] + u)
+
+    @staticmethod
+    def derivative(x, p):
+        u = x / p["scale"]
+        return p["alpha"] * p["lam"] / (p["lam"] + u) ** 2 / p["scale"]
+
+    @staticmethod
+    def time_scaled(p, periods):
+        return {"alpha": p["alpha"] * periods, "lam": p["lam"], "scale": p["scale"] * periods}
+
+
+class LogisticFamily(Family):
+    name = "logistic"
+    ranges = {"beta": _POS, "lam": _POS, "scale": _POS}
+    defaults = {"scale": 1.0}
+    formula = "beta * (1 - exp(-lam u)) / (1 + exp(-lam u)), u = x / scale"
+
+    @staticmethod
+    def value(x, p):
+        # (1 - e^-z) / (1 + e^-z) == tanh(z / 2), stable for all z >= 0.
+        return p["beta"] * np.tanh(p["lam"] * x / p["scale"] / 2.0)
+
+    @staticmethod
+    def derivative(x, p):
+        half = p["lam"] / p["scale"] / 2.0
+        return p["beta"] * half / np.cosh(half * x) ** 2
+
+    @staticmethod
+    def time_scaled(p, periods):
+        return {"beta": p["beta"] * periods, "lam": p["lam"], "scale": p["scale"] * periods}
+
+
+class HillFamily(Family):
+    name = "hill"
+    ranges = {"beta": _POS, "kappa": _POS, "slope": (0.0, False, math.inf, False), "scale": _POS}
+    defaults = {"scale": 1.0}
+    formula = "beta * u^slope / (kappa^slope + u^slope), u = x / scale"
+
+    @staticmethod
+    def _z(x, p):
+        with np.errstate(divide="ignore"):
+            return p["slope"] * (np.log(x / p["scale"]) - np.log(p["kappa"]))
+
+    @staticmethod
+    def value(x, p):
+        return p["beta"] * expit(HillFamily._z(x, p))
+
+    @staticmethod
+    def derivative(x, p):
+        z = HillFamily._z(x, p)
+        s = expit(z)
+        u = x / p["scale"]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            d = p["beta"] * p["slope"] * s * (1.0 - s) / u / p["scale"]
+        at_zero = np.where(p["slope"] < 1.0, np.inf, p["beta"] / (p["kappa"] * p["scale"]))
+        return np.where(u > 0.0, d, at_zero)
+
+    @staticmethod
+    def time_scaled(p, periods):
+        return {
+            "beta": p["beta"] * periods,
+            "kappa": p["kappa"],
+            "slope": p["slope"],
+            "scale": p["scale"] * periods,
+        }
+
+    def extra_check(self, p, where):
+        bad = p["slope"][p["slope"] > 1.0]
+        if bad.size:
+            raise CurveError(
+                f"{where}: hill with slope {float(bad[0]):g} > 1 is S-shaped (not concave) and "
+                "cannot be solved to a proven global optimum yet; refit the cell with a concave "
+                "family (log, exp_saturation, michaelis_menten, hill with slope <= 1) or give "
+                "its concave envelope as a 'pwl' curve"
+            )
+
+
+class LinearFamily(Family):
+    name = "linear"
+    ranges = {"a": _NONNEG}
+    formula = "a * x"
+
+    @staticmethod
+    def value(x, p):
+        return p["a"] * x
+
+    @staticmethod
+    def derivative(x, p):
+        return p["a"] * np.ones_like(x)
+
+    @staticmethod
+    def time_scaled(p, periods):
+        return {"a": p["a"]}
+
+
+PARAMETRIC_FAMILIES: dict[str, Family] = {
+    f.name: f
+    for f in (
+        LogFamily(),
+        ExpSaturationFamily(),
+        PowerFamily(),
+        MichaelisMentenFamily(),
+        LogisticFamily(),
+        HillFamily(),
+        LinearFamily(),
+    )
+}
+PWL = "pwl"
+FAMILY_NAMES: tuple[str, ...] = (*PARAMETRIC_FAMILIES, PWL)
+
+
+# --------------------------------------------------------------------------------------------
+# One curve
+# --------------------------------------------------------------------------------------------
+
+
+def _as_param_array(value: Any, where: str) -> FloatArray:
+    if isinstance(value, bool) or not isinstance(value, (int, float, list, tuple, np.ndarray)):
+        raise CurveError(f"{where}: expected a number or a list of numbers, got {value!r}")
+    arr = np.atleast_1d(np.asarray(value, dtype=object))
+    if arr.ndim != 1 or arr.size == 0:
+        raise CurveError(f"{where}: expected a number or a non-empty flat list of numbers")
+    for v in arr:
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)):
+            raise CurveError(f"{where}: expected numbers, got {v!r}")
+    out = arr.astype(np.float64)
+    if not np.all(np.isfinite(out)):
+        raise CurveError(f"{where}: values must be finite, got {value!r}")
+    return out
+
+
+def _check_range(name: str, arr: FloatArray, rng: tuple[float, bool, float, bool], where: str) -> None:
+    lo, lo_inc, hi, hi_inc = rng
+    ok = (arr >= lo if lo_inc else arr > lo) & (arr <= hi if hi_inc else arr < hi)
+    if not np.all(ok):
+        bad = float(arr[~ok][0])
+        lo_s = f"{lo:g} {'<=' if lo_inc else '<'}"
+        hi_s = "" if math.isinf(hi) else f" {'<=' if hi_inc else '<'} {hi:g}"
+        raise CurveError(f"{where}.{name}: must satisfy {lo_s} {name}{hi_s}, got {bad:g}")
+
+
+@dataclass(frozen=True, eq=False)
+class Curve:
+    """One response curve: a family name and its parameters (money in, outcome out).
+
+    ``params`` maps each parameter name to an array of shape (S,) (S = 1 without posterior
+    samples). For ``pwl``, ``params`` holds ``x`` and ``y``, the breakpoints.
+    Build it with :meth:`from_dict` (validating) or :meth:`parametric` / :meth:`pwl`.
+    """
+
+    family: str
+    params: Mapping[str, FloatArray] = field(repr=False)
+
+    # --- construction ------------------------------------------------------------------
+    @classmethod
+    def parametric(cls, family: str, where: str = "curve", **params: ArrayLike) -> Curve:
+        """Validated parametric curve; ``params`` are numbers or sample sequences."""
+        return cls.from_dict({"family": family, **params}, where=where)
+
+    @classmethod
+    def pwl(cls, points: Sequence[Sequence[float]] | FloatArray, where: str = "curve") -> Curve:
+        """Validated concave piecewise-linear curve through ``points`` (flat after the last)."""
+        return cls.from_dict({"family": PWL, "points": np.asarray(points, float).tolist()}, where=where)
+
+    @classmethod
+    def from_dict(cls, spec: Mapping[str, Any], where: str = "curve") -> Curve:
+        """Parse and validate the problem-file form of a curve; errors name ``where``."""
+        if not isinstance(spec, Mapping):
+            raise CurveError(f"{where}: expected an object with a 'family' key, got {spec!r}")
+        family = spec.get("family")
+        if family not in FAMILY_NAMES:
+            raise CurveError(
+                f"{where}.family: unknown family {family!r}; expected one of {', '.join(FAMILY_NAMES)}"
+            )
+        if family == PWL:
+            return cls._pwl_from_dict(spec, where)
+        fam = PARAMETRIC_FAMILIES[family]
+        unknown = sorted(set(spec) - {"family"} - set(fam.ranges))
+        if unknown:
+            raise CurveError(
+                f"{where}: unknown key(s) {unknown} for family {family!r}; "
+                f"expected {sorted(fam.ranges)}"
+            )
+        params: dict[str, FloatArray] = {}
+        for name in fam.ranges:
+            if name in spec:
+                params[name] = _as_param_array(spec[name], f"{where}.{name}")
+            elif name in fam.defaults:
+                params[name] = np.array([fam.defaults[name]])
+            else:
+                raise CurveError(f"{where}: family {family!r} needs parameter {name!r}")
+        lengths = {n: a.size for n, a in params.items() if a.size > 1}
+        if len(set(lengths.values())) > 1:
+            raise CurveError(
+                f"{where}: posterior-sample lists must all have the same length, got "
+                + ", ".join(f"{n}: {k}" for n, k in lengths.items())
+            )
+        n_samples = max(lengths.values(), default=1)
+        params = {n: np.broadcast_to(a, (n_samples,)).copy() for n, a in params.items()}
+        fam.extra_check(params, where)
+        for name, arr in params.items():
+            _check_range(name, arr, fam.ranges[name], where)
+        return cls(family, params)
+
+    @classmethod
+    def _pwl_from_dict(cls, spec: Mapping[str, Any], where: str) -> Curve:
+        unknown = sorted(set(spec) - {"family", "points"})
+        if unknown:
+            raise CurveError(f"{where}: unknown key(s) {unknown} for family 'pwl'; expected ['points']")
+        pts = spec.get("points")
+        try:
+            arr = np.asarray(pts, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise CurveError(f"{where}.points: expected a list of [x, y] pairs") from None
+        if arr.ndim != 2 or arr.shape[1] != 2 or arr.shape[0] < 2:
+            raise CurveError(f"{where}.points: expected at least two [x, y] pairs")
+        if not np.all(np.isfinite(arr)):
+            raise CurveError(f"{where}.points: values must be finite")
+        x, y = arr[:, 0], arr[:, 1]
+        if x[0] != 0.0:
+            raise CurveError(f"{where}.points: the first point must have x = 0, got {x[0]:g}")
+        if np.any(np.diff(x) <= 0):
+            k = int(np.argmax(np.diff(x) <= 0)) + 1
+            raise CurveError(f"{where}.points[{k}]: x values must be strictly increasing")
+        slopes = np.diff(y) / np.diff(x)
+        if np.any(slopes < 0):
+            k = int(np.argmax(slopes < 0)) + 1
+            raise CurveError(f"{where}.points[{k}]: the curve decreases (slope {slopes[k - 1]:g} < 0)")
+        tol = 1e-12 * np.maximum(np.abs(slopes[:-1]), np.abs(slopes[1:]))
+        rising = np.diff(slopes) > tol
+        if np.any(rising):
+            k = int(np.argmax(rising)) + 1
+            raise CurveError(
+                f"{where}.points[{k}]: the curve is not concave (slope rises from "
+                f"{slopes[k - 1]:g} to {slopes[k]:g}); give its concave envelope instead"
+            )
+        return cls(PWL, {"x": x.copy(), "y": y.copy()})
+
+    # --- properties ---------------------------------------------------------------------
+    @property
+    def n_samples(self) -> int:
+        """Number of posterior samples S (1 for a plain curve and for ``pwl``)."""
+        if self.family == PWL:
+            return 1
+        return int(next(iter(self.params.values())).size)
+
+    # --- evaluation ---------------------------------------------------------------------
+    def value(self, x: ArrayLike) -> FloatArray:
+        """Outcome at spend ``x`` (any shape); the sample mean for posterior curves."""
+        return self._evaluate(x, derivative=False)
+
+    def derivative(self, x: ArrayLike) -> FloatArray:
+        """Marginal outcome per currency unit at ``x`` (a supergradient at a pwl kink)."""
+        return self._evaluate(x, derivative=True)
+
+    def _evaluate(self, x: ArrayLike, derivative: bool) -> FloatArray:
+        xs = np.asarray(x, dtype=np.float64)
+        if self.family == PWL:
+            params = _pwl_lines(self.params["x"][None, :], self.params["y"][None, :])
+        else:
+            params = {k: v[None, :] for k, v in self.params.items()}
+        flat = _evaluate_group(self.family, params, xs.reshape(-1, 1), derivative)
+        return flat.reshape(xs.shape)
+
+    # --- transformations ----------------------------------------------------------------
+    def time_scaled(self, periods: float) -> Curve:
+        """The curve of a plan that spreads spend evenly over ``periods`` history periods.
+
+        Returns ``g(x) = periods * f(x / periods)`` in the same family (exact, no refit).
+        """
+        if not periods > 0:
+            raise CurveError(f"periods must be > 0, got {periods!r}")
+        if self.family == PWL:
+            return Curve(PWL, {"x": self.params["x"] * periods, "y": self.params["y"] * periods})
+        fam = PARAMETRIC_FAMILIES[self.family]
+        return Curve(self.family, fam.time_scaled(self.params, float(periods)))
+
+    def scaled(self, factor: float) -> Curve:
+        """``factor * f(x)``: the same family with its output multiplied (factor > 0)."""
+        if not factor > 0:
+            raise CurveError(f"curve scale factor must be > 0, got {factor!r}")
+        if self.family == PWL:
+            return Curve(PWL, {"x": self.params["x"], "y": self.params["y"] * factor})
+        out_param = {
+            "log": "a", "exp_saturation": "a", "power": "a", "linear": "a",
+            "michaelis_menten": "alpha", "logistic": "beta", "hill": "beta",
+        }[self.family]
+        params = dict(self.params)
+        params[out_param] = params[out_param] * factor
+        return Curve(self.family, params)
+
+    # --- serialization ------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """Problem-file form: numbers for single-sample parameters, lists for samples."""
+        if self.family == PWL:
+            pts = np.column_stack([self.params["x"], self.params["y"]])
+            return {"family": PWL, "points": pts.tolist()}
+        out: dict[str, Any] = {"family": self.family}
+        for name, arr in self.params.items():
+            out[name] = float(arr[0]) if arr.size == 1 else [float(v) for v in arr]
+        return out
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Curve):
+            return NotImplemented
+        return self.family == other.family and set(self.params) == set(other.params) and all(
+            np.array_equal(self.params[k], other.params[k]) for k in self.params
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.family, tuple(sorted(self.params))))
+
+
+# --------------------------------------------------------------------------------------------
+# Many curves at once
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Group:
+    family: str
+    index: NDArray[np.intp]          # positions in the batch
+    params: dict[str, FloatArray]    # each (n_group, S); for pwl: "x", "y" of shape (n_group, K)
+
+
+class CurveBatch:
+    """Vectorized evaluation of ``n`` curves, one per position; ``None`` is the zero curve.
+
+    Curves are grouped by (family, number of samples) so that evaluation is a handful of numpy
+    operations regardless of ``n``. Inputs and outputs are arrays of shape (n,).
+    """
+
+    def __init__(self, curves: Sequence[Curve | None]) -> None:
+        self.n = len(curves)
+        buckets: dict[tuple[str, int], list[int]] = {}
+        for i, c in enumerate(curves):
+            if c is None:
+                continue
+            size = c.params["x"].size if c.family == PWL else c.n_samples
+            buckets.setdefault((c.family, size), []).append(i)
+        groups = []
+        for (family, _), idx in buckets.items():
+            members = [curves[i] for i in idx]
+            names = members[0].params.keys()  # type: ignore[union-attr]
+            params = {k: np.stack([m.params[k] for m in members]) for k in names}  # type: ignore[union-attr]
+            if family == PWL:
+                params = _pwl_lines(params["x"], params["y"])
+            groups.append(_Group(family, np.asarray(idx, dtype=np.intp), params))
+        self.groups: tuple[_Group, ...] = tuple(groups)
+
+    def families(self) -> set[str]:
+        """The families present in the batch."""
+        return {g.family for g in self.groups}
+
+    def value_at(self, x: FloatArray) -> FloatArray:
+        """Curve values at spends ``x`` (shape (n,))."""
+        return self._apply(x, derivative=False)
+
+    def derivative_at(self, x: FloatArray) -> FloatArray:
+        """Curve derivatives at spends ``x`` (shape (n,)); ``inf`` where infinite at zero."""
+        return self._apply(x, derivative=True)
+
+    def _apply(self, x: FloatArray, derivative: bool) -> FloatArray:
+        out = np.zeros(self.n)
+        for g in self.groups:
+            out[g.index] = _evaluate_group(g.family, g.params, x[g.index][:, None], derivative)
+        return out
+
+
+def _evaluate_group(
+    family: str, params: Mapping[str, FloatArray], x: FloatArray, derivative: bool
+) -> FloatArray:
+    """Evaluate m curves of one family at ``x`` of shape (m, 1) (or (k, 1) against one curve).
+
+    ``params`` are (m, S) arrays, or the pwl lines of :func:`_pwl_lines`; returns shape (m,).
+    """
+    if family == PWL:
+        vals = params["intercept"] + params["slope"] * x
+        if not derivative:
+            return vals.min(axis=1)
+        k = np.argmin(vals, axis=1)
+        slopes = np.broadcast_to(params["slope"], vals.shape)
+        return np.take_along_axis(slopes, k[:, None], axis=1)[:, 0]
+    fam = PARAMETRIC_FAMILIES[family]
+    f = fam.derivative if derivative else fam.value
+    return np.asarray(f(x, params), dtype=np.float64).mean(axis=1)
+
+
+def _pwl_lines(x: FloatArray, y: FloatArray) -> dict[str, FloatArray]:
+    """A concave pwl (flat after its last point) as the minimum of lines ``intercept + slope x``."""
+    slope = np.diff(y, axis=1) / np.diff(x, axis=1)
+    intercept = y[:, :-1] - slope * x[:, :-1]
+    flat_slope = np.zeros((x.shape[0], 1))
+    return {
+        "slope": np.hstack([slope, flat_slope]),
+        "intercept": np.hstack([intercept, y[:, -1:]]),
+    }
