@@ -528,7 +528,8 @@ def _evaluate_group(
         return np.take_along_axis(slopes, k[:, None], axis=1)[:, 0]
     fam = PARAMETRIC_FAMILIES[family]
     f = fam.derivative if derivative else fam.value
-    return np.asarray(f(x, params), dtype=np.float64).mean(axis=1)
+    values = np.asarray(f(x, params), dtype=np.float64)
+    return values[:, 0] if values.shape[1] == 1 else values.mean(axis=1)
 
 
 def _pwl_lines(x: FloatArray, y: FloatArray) -> dict[str, FloatArray]:
