@@ -13,6 +13,7 @@ solver layer still re-checks the plan and the dual bound on the exact curves.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 
 import cvxpy as cp
@@ -158,7 +159,10 @@ def solve_conic(model: ArrayModel) -> RouteResult:
                            message=f"families {missing} have no conic form; use the 'highs-cuts' backend")
     problem, h = build_conic(model)
     try:
-        problem.solve(solver=cp.CLARABEL, **CLARABEL_SETTINGS)
+        with warnings.catch_warnings():
+            # cvxpy warns on OPTIMAL_INACCURATE; the solver layer's certificate is the judge.
+            warnings.simplefilter("ignore", UserWarning)
+            problem.solve(solver=cp.CLARABEL, **CLARABEL_SETTINGS)
     except cp.error.SolverError as e:
         return RouteResult(RouteStatus.ERROR, BACKEND, message=f"Clarabel failed: {e}")
     status = _STATUS.get(problem.status, RouteStatus.ERROR)

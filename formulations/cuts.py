@@ -77,6 +77,7 @@ class TangentLP:
         h.setOptionValue("output_flag", False)
         h.setOptionValue("primal_feasibility_tolerance", 1e-10)
         h.setOptionValue("dual_feasibility_tolerance", 1e-10)
+        h.setOptionValue("presolve", "off")  # presolve would discard the warm basis at every re-solve
         h.changeObjectiveSense(highspy.ObjSense.kMaximize)
         self.h = h
         rev_cap = model.rev(model.upper)

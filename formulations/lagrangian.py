@@ -92,7 +92,7 @@ def best_responses(
     at_upper = ~at_lower & (s_hi >= 0)
     interior = ~(at_lower | at_upper)
     if np.any(interior):
-        lo, hi, s_lo, s_hi = _bracket_root(slope, lo, hi, s_lo, s_hi, interior)
+        lo, hi, s_lo, s_hi = bracket_root(slope, lo, hi, s_lo, s_hi, interior)
     v_lo, v_hi = value(lo), value(hi)
     upper = _concave_max_bound(lo, hi, v_lo, v_hi, s_lo, s_hi)
     y = np.where(v_lo >= v_hi, lo, hi)
@@ -101,7 +101,7 @@ def best_responses(
     return y, upper
 
 
-def _bracket_root(slope, lo, hi, s_lo, s_hi, active):  # type: ignore[no-untyped-def]
+def bracket_root(slope, lo, hi, s_lo, s_hi, active):  # type: ignore[no-untyped-def]
     """Shrink brackets ``[lo, hi]`` with ``slope(lo) > 0 > slope(hi)`` around the root of the
     (decreasing) slope, for the ``active`` cells at once.
 

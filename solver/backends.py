@@ -1,0 +1,94 @@
+"""The registry of solve routes: what each supports, and how ``auto`` picks among them.
+
+A route turns an :class:`~formulations.model.ArrayModel` into a
+:class:`~formulations.result.RouteResult`; it is registered with :func:`register` and asked
+``supports(model)`` before use. Heavy backends import their libraries only when run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from formulations import conic, waterfill
+from formulations.cuts import CutOptions, solve_cuts
+from formulations.model import ArrayModel
+from formulations.result import RouteResult
+
+
+@dataclass(frozen=True)
+class SolveOptions:
+    """Tolerances and limits of one solve.
+
+    ``gap_tol``: a plan is optimal when the proven gap is at most ``gap_tol`` times
+    ``max(|objective|, reference revenue)``; ``feas_tol``: the largest accepted rule violation as
+    a fraction of the budget; ``time_limit``: seconds per route.
+    """
+
+    gap_tol: float = 1e-8
+    feas_tol: float = 1e-9
+    time_limit: float = 60.0
+
+
+@dataclass(frozen=True)
+class Backend:
+    """A named route: ``supports(model)`` says whether it can solve the model exactly."""
+
+    name: str
+    description: str
+    supports: Callable[[ArrayModel], bool]
+    run: Callable[[ArrayModel, SolveOptions], RouteResult]
+
+
+_REGISTRY: dict[str, Backend] = {}
+
+#: Order in which ``backend="auto"`` tries the routes that support a model.
+AUTO_ORDER: tuple[str, ...] = ("waterfill", "clarabel", "highs")
+
+
+def register(backend: Backend) -> Backend:
+    """Add a route to the registry (its name must be new)."""
+    if backend.name in _REGISTRY:
+        raise ValueError(f"backend {backend.name!r} is already registered")
+    _REGISTRY[backend.name] = backend
+    return backend
+
+
+def get_backend(name: str) -> Backend:
+    """The route called ``name``; ValueError listing the known names otherwise."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown backend {name!r}; choose 'auto' or one of {sorted(_REGISTRY)}") from None
+
+
+def backend_names() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def candidates(model: ArrayModel, name: str) -> list[Backend]:
+    """Routes to try for ``name`` (``auto``: every supporting route in :data:`AUTO_ORDER`)."""
+    if name == "auto":
+        return [b for b in (get_backend(n) for n in AUTO_ORDER) if b.supports(model)]
+    return [get_backend(name)]
+
+
+def _run_cuts(model: ArrayModel, opts: SolveOptions) -> RouteResult:
+    return solve_cuts(model, CutOptions(gap_tol=opts.gap_tol / 10, feas_tol=opts.feas_tol,
+                                        time_limit=opts.time_limit))
+
+
+def _run_pyomo(model: ArrayModel, opts: SolveOptions) -> RouteResult:
+    from formulations.pyomo_model import solve_pyomo  # pyomo is slow to import; load on use
+
+    return solve_pyomo(model, gap_tol=opts.gap_tol / 10, feas_tol=opts.feas_tol, time_limit=opts.time_limit)
+
+
+register(Backend("waterfill", "closed-form water-filling (budget and cell bounds only)",
+                 waterfill.supports, lambda m, o: waterfill.solve_waterfill(m)))
+register(Backend("highs", "tangent cuts refined in HiGHS until the dual bound closes the gap",
+                 lambda m: True, _run_cuts))
+register(Backend("clarabel", "exact conic model in cvxpy solved by Clarabel (no logistic curves)",
+                 conic.supports, lambda m, o: conic.solve_conic(m)))
+register(Backend("pyomo", "the Pyomo model's tangent LP solved by HiGHS through Pyomo",
+                 lambda m: True, _run_pyomo))

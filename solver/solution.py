@@ -1,0 +1,141 @@
+"""The solution a user reads: allocation, objective, proven bound, duals (money units).
+
+``Solution.to_dict()`` is the solution file of ``PROBLEM_FORMAT.md``. Reports, the CLI and the
+HTTP service read a :class:`Solution`, never solver objects.
+
+Dual sign conventions (all in objective currency per currency unit of rule slack):
+
+- ``budget``: gain per extra unit of budget (any sign in ``equal`` mode, >= 0 in ``at_most``);
+- ``category_min[c]``: gain per unit by which category c's minimum is lowered (>= 0);
+- ``category_max[c]``: gain per unit by which category c's maximum is raised (>= 0);
+- ``segment_clv_cac[s]``: gain per unit of slack in ``spend_s <= clv_s / ratio_s * new_customers_s``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from solver.status import NotOptimalError, Status
+
+
+@dataclass(frozen=True)
+class CellPlan:
+    """One cell of the plan: spend and predicted outcomes at that spend (currency, customers)."""
+
+    category: str
+    segment: str
+    spend: float
+    revenue: float
+    marginal_revenue: float
+    new_customers: float | None = None
+    current_spend: float | None = None
+    current_revenue: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "category": self.category,
+            "segment": self.segment,
+            "spend": self.spend,
+            "revenue": self.revenue,
+            "marginal_revenue": self.marginal_revenue,
+        }
+        for key in ("new_customers", "current_spend", "current_revenue"):
+            if getattr(self, key) is not None:
+                d[key] = getattr(self, key)
+        return d
+
+
+@dataclass(frozen=True)
+class Duals:
+    """Shadow prices in money per money (see the module docstring for signs)."""
+
+    budget: float
+    category_min: Mapping[str, float] = field(default_factory=dict)
+    category_max: Mapping[str, float] = field(default_factory=dict)
+    segment_clv_cac: Mapping[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "budget": self.budget,
+            "category_min": dict(self.category_min),
+            "category_max": dict(self.category_max),
+            "segment_clv_cac": dict(self.segment_clv_cac),
+        }
+
+
+@dataclass(frozen=True)
+class Solution:
+    """A solve's outcome. ``allocation`` is empty unless a plan passed verification.
+
+    ``objective`` is evaluated on the exact curves at the allocation; ``upper_bound`` is the
+    Lagrangian bound at ``duals`` (anyone can recompute it); ``max_violation`` is the largest rule
+    violation of the plan in currency (0 up to rounding for an optimal plan).
+    """
+
+    status: Status
+    message: str = ""
+    name: str = ""
+    objective_kind: str = "revenue"
+    budget: float = 0.0
+    objective: float | None = None
+    upper_bound: float | None = None
+    allocation: tuple[CellPlan, ...] = ()
+    duals: Duals | None = None
+    backend: str = ""
+    seconds: float = 0.0
+    iterations: int = 0
+    max_violation: float | None = None
+
+    @property
+    def is_optimal(self) -> bool:
+        return self.status is Status.OPTIMAL
+
+    @property
+    def gap(self) -> float | None:
+        """Proven distance to the best possible objective (currency), if known."""
+        if self.objective is None or self.upper_bound is None:
+            return None
+        return self.upper_bound - self.objective
+
+    def raise_for_status(self) -> Solution:
+        """Return self if optimal, else raise :class:`~solver.status.NotOptimalError`."""
+        if not self.is_optimal:
+            raise NotOptimalError(f"solution status is {self.status.value}: {self.message}")
+        return self
+
+    def allocation_frame(self) -> pd.DataFrame:
+        """The allocation as a DataFrame, one row per cell (empty without a plan)."""
+        columns = ["category", "segment", "spend", "revenue", "marginal_revenue",
+                   "new_customers", "current_spend", "current_revenue"]
+        return pd.DataFrame([{k: getattr(c, k) for k in columns} for c in self.allocation], columns=columns)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The solution file (JSON-ready)."""
+        d: dict[str, Any] = {"status": self.status.value}
+        if self.message:
+            d["message"] = self.message
+        d |= {
+            "name": self.name,
+            "objective_kind": self.objective_kind,
+            "budget": self.budget,
+            "objective": self.objective,
+            "upper_bound": self.upper_bound,
+            "gap": self.gap,
+            "max_violation": self.max_violation,
+            "allocation": [c.to_dict() for c in self.allocation],
+            "duals": None if self.duals is None else self.duals.to_dict(),
+            "backend": self.backend,
+            "seconds": self.seconds,
+            "iterations": self.iterations,
+        }
+        return d
+
+    def write(self, path: str | Path) -> None:
+        """Write the solution file as JSON."""
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
