@@ -168,7 +168,8 @@ class LogisticFamily(Family):
     @staticmethod
     def derivative(x, p):
         half = p["lam"] / p["scale"] / 2.0
-        return p["beta"] * half / np.cosh(half * x) ** 2
+        with np.errstate(over="ignore"):  # cosh overflows to inf far out: derivative 0
+            return p["beta"] * half / np.cosh(half * x) ** 2
 
     @staticmethod
     def time_scaled(p, periods):
@@ -260,7 +261,8 @@ FAMILY_NAMES: tuple[str, ...] = (*PARAMETRIC_FAMILIES, PWL)
 
 
 def _as_param_array(value: Any, where: str) -> FloatArray:
-    if isinstance(value, bool) or not isinstance(value, (int, float, list, tuple, np.ndarray)):
+    scalar_or_list = (int, float, np.integer, np.floating, list, tuple, np.ndarray)
+    if isinstance(value, bool) or not isinstance(value, scalar_or_list):
         raise CurveError(f"{where}: expected a number or a list of numbers, got {value!r}")
     arr = np.atleast_1d(np.asarray(value, dtype=object))
     if arr.ndim != 1 or arr.size == 0:

@@ -128,7 +128,7 @@ def validate_history(df: pd.DataFrame) -> pd.DataFrame:
 def _read_csv_text_table(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, str]:
     """All fields as text (nothing converted, nothing skipped) plus a label for messages."""
     label = os.path.basename(os.fspath(path)) or os.fspath(path)
-    options = dict(dtype=str, keep_default_na=False, encoding="utf-8-sig", index_col=False)
+    options = dict(dtype=str, keep_default_na=False, encoding="utf-8-sig")
     try:
         header = pd.read_csv(path, header=None, nrows=1, **options)
         raw = pd.read_csv(path, skip_blank_lines=False, **options)
@@ -138,6 +138,11 @@ def _read_csv_text_table(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, st
         raise HistoryError(f"{label}: not a readable CSV: {exc}") from None
     names = [str(n) for n in header.iloc[0].tolist()] if len(header) else []
     _check_duplicate_columns(names, label)
+    if not isinstance(raw.index, pd.RangeIndex):
+        # pandas turns leading extra fields into an index when the first row is too long
+        raise HistoryError(
+            f"{label}: line 2: the row has more fields than the header ({len(names)} columns)"
+        )
     multiline = raw.apply(lambda s: s.str.contains(r"[\r\n]", regex=True, na=False)).any(axis=1)
     if multiline.any():
         first = int(np.argmax(multiline.to_numpy()))
@@ -187,7 +192,8 @@ class _Problems:
     """Collects problems; each names the offending rows (up to a cap) and the column."""
 
     where: _Locator
-    texts: list[str] = field(default_factory=list)
+    #: (row position, insertion order, text); reported sorted by row, then insertion order
+    found: list[tuple[int, int, str]] = field(default_factory=list)
 
     def add(
         self,
@@ -202,20 +208,22 @@ class _Problems:
         else:
             label = "columns " + ", ".join(repr(c) for c in columns)
         for pos in positions[:MAX_ROWS_PER_PROBLEM]:
-            self.texts.append(f"{self.where.row(int(pos))}, {label}: {describe(int(pos))}")
+            text = f"{self.where.row(int(pos))}, {label}: {describe(int(pos))}"
+            self.found.append((int(pos), len(self.found), text))
         if positions.size > MAX_ROWS_PER_PROBLEM:
             rest = positions.size - MAX_ROWS_PER_PROBLEM
-            self.texts.append(f"... and {rest} more row(s) with this problem in {label}")
+            last = int(positions[MAX_ROWS_PER_PROBLEM - 1])
+            text = f"... and {rest} more row(s) with this problem in {label}"
+            self.found.append((last, len(self.found), text))
 
     def raise_if_any(self) -> None:
-        if not self.texts:
+        if not self.found:
             return
-        if len(self.texts) == 1:
-            raise HistoryError(f"{self.where.source}: {self.texts[0]}", tuple(self.texts))
-        body = "\n  ".join(self.texts)
-        raise HistoryError(
-            f"{self.where.source}: {len(self.texts)} problems:\n  {body}", tuple(self.texts)
-        )
+        texts = tuple(text for _, _, text in sorted(self.found))
+        if len(texts) == 1:
+            raise HistoryError(f"{self.where.source}: {texts[0]}", texts)
+        body = "\n  ".join(texts)
+        raise HistoryError(f"{self.where.source}: {len(texts)} problems:\n  {body}", texts)
 
 
 def _validate(df: pd.DataFrame, where: _Locator) -> pd.DataFrame:
@@ -272,6 +280,11 @@ def _missing(raw: pd.Series) -> pd.Series:
     return raw.isna() | (raw.astype("str").str.strip() == "")
 
 
+def _show(value: object) -> str:
+    """A raw value as quoted in messages: text in quotes, anything else as printed."""
+    return repr(value) if isinstance(value, str) else str(value)
+
+
 def _describe_missing(value: object) -> str:
     return "missing value (NaN)" if pd.isna(value) else "missing value (empty)"
 
@@ -297,22 +310,24 @@ def _parse_period(raw: pd.Series, problems: _Problems) -> pd.Series:
     problems.add(missing, "period", lambda i: _describe_missing(raw.iloc[i]))
     problems.add(
         bad, "period",
-        lambda i: f"cannot read period {raw.iloc[i]!r}; expected a month YYYY-MM or an ISO date "
-        "YYYY-MM-DD",
+        lambda i: f"cannot read period {_show(raw.iloc[i])}; expected a month YYYY-MM or an "
+        "ISO date YYYY-MM-DD",
     )
     return periods
 
 
 def _parse_text(raw: pd.Series, name: str, problems: _Problems) -> pd.Series:
     text = raw.astype("str").str.strip()
-    problems.add(_missing(raw), name, lambda i: f"empty {name}: {_describe_missing(raw.iloc[i])}")
+    problems.add(
+        _missing(raw), name, lambda i: f"empty {name}" + (" (NaN)" if pd.isna(raw.iloc[i]) else "")
+    )
     return text
 
 
 def _parse_number(raw: pd.Series, name: str, problems: _Problems) -> pd.Series:
     """Float64 values; flags missing, non-numeric, NaN, infinite and (where required) negative."""
     if pd.api.types.is_bool_dtype(raw.dtype):
-        problems.add(np.ones(len(raw), bool), name, lambda i: f"not a number: {raw.iloc[i]!r}")
+        problems.add(np.ones(len(raw), bool), name, lambda i: f"not a number: {_show(raw.iloc[i])}")
         return raw.astype("float64")
     missing = _missing(raw)
     if pd.api.types.is_numeric_dtype(raw.dtype):
@@ -325,17 +340,20 @@ def _parse_number(raw: pd.Series, name: str, problems: _Problems) -> pd.Series:
     infinite = np.isinf(values)
     problems.add(missing, name, lambda i: _describe_missing(raw.iloc[i]))
     problems.add(nan_value, name, lambda i: "NaN value")
-    problems.add(not_number, name, lambda i: f"not a number: {raw.iloc[i]!r}")
+    problems.add(not_number, name, lambda i: f"not a number: {_show(raw.iloc[i])}")
     problems.add(infinite, name, lambda i: f"infinite value {values.iloc[i]:g}")
     if name in NONNEGATIVE_COLUMNS:
-        problems.add(values < 0, name, lambda i: f"negative value {values.iloc[i]:g} (must be >= 0)")
+        problems.add(
+            values < 0, name, lambda i: f"negative value {values.iloc[i]:g} (must be >= 0)"
+        )
     return values
 
 
 def _check_duplicates(result: pd.DataFrame, problems: _Problems) -> None:
     """Two rows for one (period, category, segment): names both lines."""
     keys = list(KEY_COLUMNS)
-    usable = result[keys].notna().all(axis=1) & (result["category"] != "") & (result["segment"] != "")
+    named = (result["category"] != "") & (result["segment"] != "")
+    usable = result[keys].notna().all(axis=1) & named
     sub = result.loc[usable, keys].assign(_pos=np.flatnonzero(usable.to_numpy()))
     later = sub.duplicated(keys, keep="first")
     if not later.any():

@@ -97,6 +97,6 @@ def random_problem(
         }
     if clv:
         problem["segments"] = {
-            f"seg{s}": {"clv": float(rng.uniform(300, 700)), "min_clv_cac_ratio": 3.0} for s in range(n_segments)
+            f"seg{s}": {"clv": float(rng.uniform(450, 1200)), "min_clv_cac_ratio": 3.0} for s in range(n_segments)
         }
     return problem
