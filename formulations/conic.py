@@ -156,7 +156,7 @@ def solve_conic(model: ArrayModel) -> RouteResult:
     if not supports(model):
         missing = sorted((model.revenue.families() | model.acquisitions.families()) - CONIC_FAMILIES)
         return RouteResult(RouteStatus.ERROR, BACKEND,
-                           message=f"families {missing} have no conic form; use the 'highs-cuts' backend")
+                           message=f"families {missing} have no conic form; use the 'highs' backend")
     problem, h = build_conic(model)
     try:
         with warnings.catch_warnings():

@@ -276,7 +276,8 @@ def _add_violated_cuts(lp: TangentLP, cols: FloatArray, candidates: FloatArray,
         scope = lp.clv_cells if acquisition else np.arange(n)
         for p in candidates:
             slope, value = df(p), f(p)
-            cut_at_lp = value + slope * (y_lp - p)
+            with np.errstate(invalid="ignore"):  # inf slope at 0 times 0: no cut there anyway
+                cut_at_lp = value + slope * (y_lp - p)
             violated = np.zeros(n, dtype=bool)
             violated[scope] = z_lp[scope] > cut_at_lp[scope] + 1e-13 * (1.0 + np.abs(z_lp[scope]))
             violated &= np.isfinite(slope)
@@ -286,4 +287,31 @@ def _add_violated_cuts(lp: TangentLP, cols: FloatArray, candidates: FloatArray,
                 for i in ix:
                     store[i].append(float(p[i]))
                 added += ix.size
+        added += _refine_towards_lower_bound(lp, y_lp, z_lp, scope, acquisition, store)
     return added
+
+
+def _refine_towards_lower_bound(lp: TangentLP, y_lp: FloatArray, z_lp: FloatArray, scope: NDArray[np.int64],
+                                acquisition: bool, store: list[list[float]]) -> int:
+    """Cuts for cells the LP parks at their lower bound with an overestimated value there.
+
+    Where the slope at the lower bound is infinite (power, hill with slope < 1) no tangent touches
+    the curve at the bound, and every finite tangent overestimates it; a tangent closer to the
+    bound (1/16 of the way from the bound to the nearest point so far) shrinks the overestimate
+    geometrically until the LP moves the cell off its bound.
+    """
+    m = lp.model
+    f, df = lp._curve(acquisition)
+    at_lower = np.zeros(m.n, dtype=bool)
+    at_lower[scope] = y_lp[scope] <= m.lower[scope] + 1e-15
+    overestimated = at_lower & (z_lp > f(m.lower) + 1e-13 * (1.0 + np.abs(z_lp))) & ~np.isfinite(df(m.lower))
+    ix = np.flatnonzero(overestimated)
+    if ix.size == 0:
+        return 0
+    nearest = np.array([min((q for q in store[i] if q > m.lower[i]), default=m.upper[i]) for i in ix])
+    points = np.zeros(m.n)
+    points[ix] = m.lower[ix] + (nearest - m.lower[ix]) / 16.0
+    lp.add_tangents(ix, points[ix], acquisition)
+    for i in ix:
+        store[i].append(float(points[i]))
+    return int(ix.size)

@@ -67,7 +67,10 @@ def backend_names() -> list[str]:
 
 
 def candidates(model: ArrayModel, name: str) -> list[Backend]:
-    """Routes to try for ``name`` (``auto``: every supporting route in :data:`AUTO_ORDER`)."""
+    """Routes to try for ``name`` (``auto``: every supporting route in :data:`AUTO_ORDER`).
+
+    A route named explicitly is returned even if it cannot solve the model; it then says why.
+    """
     if name == "auto":
         return [b for b in (get_backend(n) for n in AUTO_ORDER) if b.supports(model)]
     return [get_backend(name)]

@@ -26,7 +26,7 @@ import numpy as np
 
 from forecasting.curves import CurveBatch
 from formulations.feasibility import conflicting_rules, precheck
-from formulations.lagrangian import Multipliers
+from formulations.lagrangian import Multipliers, refine_multipliers
 from formulations.model import ArrayModel, compile_problem
 from formulations.problem import Problem
 from formulations.result import RouteResult, RouteStatus
@@ -79,9 +79,6 @@ def solve(problem: ProblemLike, backend: str = "auto", options: SolveOptions | N
     failures: list[str] = []
     fallback: Solution | None = None
     for route in routes:
-        if not route.supports(model):
-            failures.append(f"{route.name}: does not support this problem")
-            continue
         result = route.run(model, opts)
         if result.status is RouteStatus.INFEASIBLE:
             return _bare(p, Status.INFEASIBLE, "infeasible: " + conflicting_rules(model), start, route.name)
@@ -108,6 +105,8 @@ def _verified(model: ArrayModel, result: RouteResult, opts: SolveOptions, start:
     if result.y is None:
         status = Status.TIME_LIMIT if result.status in (RouteStatus.TIME_LIMIT, RouteStatus.ITERATION_LIMIT) else Status.ERROR
         return _bare(p, status, result.message or f"{result.backend} returned no plan", start, result.backend)
+    if result.multipliers is not None:
+        result = replace(result, multipliers=refine_multipliers(model, result.multipliers))
     cert = certify(model, result.y, result.multipliers, feas_tol=opts.feas_tol)
     if cert.proves_optimal(opts.gap_tol):
         status, message = Status.OPTIMAL, ""
