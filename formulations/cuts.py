@@ -123,10 +123,14 @@ class TangentLP:
             return
         hyp = self.acq_col[cells] if acquisition else self.model.n + cells
         k = cells.size
+        # Rows are multiplied by n: each cell's hypograph is worth ~1/n of the objective, and an
+        # unscaled row violated by less than HiGHS's smallest feasibility tolerance (1e-10) would
+        # count as satisfied, stalling the gap at ~n * 1e-11.
+        w = float(self.model.n)
         starts = (2 * np.arange(k)).astype(np.int32)
         index = np.column_stack([hyp, cells]).ravel().astype(np.int32)
-        value = np.column_stack([np.ones(k), -slope]).ravel()
-        self.h.addRows(k, np.full(k, -_INF), intercept.astype(np.float64), index.size, starts, index, value)
+        value = (w * np.column_stack([np.ones(k), -slope])).ravel()
+        self.h.addRows(k, np.full(k, -_INF), w * intercept.astype(np.float64), index.size, starts, index, value)
 
     def add_tangents(self, cells: NDArray[np.int64], points: FloatArray, acquisition: bool) -> None:
         """Tangent rows of the cells' revenue (or acquisition value) curves at ``points``."""

@@ -78,13 +78,18 @@ def best_responses(
     """
     lo, hi = model.lower.copy(), model.upper.copy()
 
+    weighted = weight > 0
+
     def slope(y: FloatArray) -> FloatArray:
         d = model.drev(y) - price
-        return d + weight * model.dacq_value(y) if np.any(weight) else d
+        if not np.any(weighted):
+            return d
+        with np.errstate(invalid="ignore"):  # 0 weight x infinite slope at 0 counts as 0
+            return d + np.where(weighted, weight * model.dacq_value(y), 0.0)
 
     def value(y: FloatArray) -> FloatArray:
         v = model.rev(y) - price * y
-        return v + weight * model.acq_value(y) if np.any(weight) else v
+        return v + weight * model.acq_value(y) if np.any(weighted) else v
 
     s_lo, s_hi = slope(lo), slope(hi)
     v_lower, v_upper = value(model.lower), value(model.upper)

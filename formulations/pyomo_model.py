@@ -25,14 +25,16 @@ their exact lines): an LP whose optimum bounds the true optimum from above.
 Units: everything is scaled as in :mod:`formulations.model`. Money spent is ``spend *
 money_scale``, predicted revenue is ``revenue * value_scale`` (objective likewise), and a row
 dual converts to money per money as ``dual * value_scale / money_scale`` (``dual_to_money``);
-the three factors are attached to the model as Params of those names.
+the three factors are attached to the model as Params of those names. For duals from another
+solver, declare ``pm.dual = pyo.Suffix(direction=pyo.Suffix.IMPORT)`` (sign conventions are the
+solver's; :func:`solve_pyomo` maps HiGHS's onto :class:`~formulations.lagrangian.Multipliers`).
 
 :func:`solve_pyomo` is the Pyomo analogue of :mod:`formulations.cuts`: the tangent LP is solved
 with HiGHS through Pyomo's persistent interface (``pyomo.contrib.solver``), refined with tangent
 cuts at the LP plan and at the Lagrangian best responses until the Lagrangian bound from the LP's
 row duals meets the exact objective of a plan that meets every rule. No inner (chord) LP is used:
-a plan that breaks a CLV/CAC rule through the outer approximation is never accepted, and the
-tangents added at it shrink the violation on the next round.
+a plan that breaks a CLV/CAC rule by more than ``feas_tol`` through the outer approximation is
+never accepted, and the tangents added at it shrink the violation on the next round.
 """
 
 from __future__ import annotations
