@@ -66,6 +66,10 @@ class Family(ABC):
 
     @staticmethod
     @abstractmethod
+    def second_derivative(x: FloatArray, p: Mapping[str, FloatArray]) -> FloatArray: ...
+
+    @staticmethod
+    @abstractmethod
     def time_scaled(p: Mapping[str, FloatArray], periods: float) -> dict[str, FloatArray]:
         """Parameters of ``periods * f(x / periods)`` (the same family)."""
 
@@ -92,6 +96,10 @@ class LogFamily(Family):
         return p["a"] / (p["b"] + x)
 
     @staticmethod
+    def second_derivative(x, p):
+        return -p["a"] / (p["b"] + x) ** 2
+
+    @staticmethod
     def time_scaled(p, periods):
         return {"a": p["a"] * periods, "b": p["b"] * periods}
 
@@ -108,6 +116,10 @@ class ExpSaturationFamily(Family):
     @staticmethod
     def derivative(x, p):
         return (p["a"] / p["b"]) * np.exp(-x / p["b"])
+
+    @staticmethod
+    def second_derivative(x, p):
+        return -(p["a"] / p["b"] ** 2) * np.exp(-x / p["b"])
 
     @staticmethod
     def time_scaled(p, periods):
@@ -127,6 +139,12 @@ class PowerFamily(Family):
     def derivative(x, p):
         with np.errstate(divide="ignore"):
             return p["a"] * p["p"] * np.power(x, p["p"] - 1.0)
+
+    @staticmethod
+    def second_derivative(x, p):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            d2 = p["a"] * p["p"] * (p["p"] - 1.0) * np.power(x, p["p"] - 2.0)
+        return np.where(p["p"] == 1.0, 0.0, d2)
 
     @staticmethod
     def time_scaled(p, periods):
@@ -150,6 +168,11 @@ class MichaelisMentenFamily(Family):
         return p["alpha"] * p["lam"] / (p["lam"] + u) ** 2 / p["scale"]
 
     @staticmethod
+    def second_derivative(x, p):
+        u = x / p["scale"]
+        return -2.0 * p["alpha"] * p["lam"] / (p["lam"] + u) ** 3 / p["scale"] ** 2
+
+    @staticmethod
     def time_scaled(p, periods):
         return {"alpha": p["alpha"] * periods, "lam": p["lam"], "scale": p["scale"] * periods}
 
@@ -164,6 +187,13 @@ class LogisticFamily(Family):
     def value(x, p):
         # (1 - e^-z) / (1 + e^-z) == tanh(z / 2), stable for all z >= 0.
         return p["beta"] * np.tanh(p["lam"] * x / p["scale"] / 2.0)
+
+    @staticmethod
+    def second_derivative(x, p):
+        half = p["lam"] / p["scale"] / 2.0
+        with np.errstate(over="ignore"):
+            sech2 = 1.0 / np.cosh(half * x) ** 2
+        return -2.0 * p["beta"] * half**2 * sech2 * np.tanh(half * x)
 
     @staticmethod
     def derivative(x, p):
@@ -202,6 +232,17 @@ class HillFamily(Family):
         return np.where(u > 0.0, d, at_zero)
 
     @staticmethod
+    def second_derivative(x, p):
+        z = HillFamily._z(x, p)
+        s = expit(z)
+        u = x / p["scale"]
+        slope = p["slope"]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            d2 = p["beta"] * slope * s * (1.0 - s) / u**2 * (slope * (1.0 - 2.0 * s) - 1.0) / p["scale"] ** 2
+        at_zero = np.where(slope < 1.0, -np.inf, -2.0 * p["beta"] / (p["kappa"] ** 2 * p["scale"] ** 2))
+        return np.where(u > 0.0, d2, at_zero)
+
+    @staticmethod
     def time_scaled(p, periods):
         return {
             "beta": p["beta"] * periods,
@@ -233,6 +274,10 @@ class LinearFamily(Family):
     @staticmethod
     def derivative(x, p):
         return p["a"] * np.ones_like(x)
+
+    @staticmethod
+    def second_derivative(x, p):
+        return np.zeros(np.broadcast_shapes(np.shape(x), np.shape(p["a"])))
 
     @staticmethod
     def time_scaled(p, periods):
@@ -394,19 +439,23 @@ class Curve:
     # --- evaluation ---------------------------------------------------------------------
     def value(self, x: ArrayLike) -> FloatArray:
         """Outcome at spend ``x`` (any shape); the sample mean for posterior curves."""
-        return self._evaluate(x, derivative=False)
+        return self._evaluate(x, order=0)
 
     def derivative(self, x: ArrayLike) -> FloatArray:
         """Marginal outcome per currency unit at ``x`` (a supergradient at a pwl kink)."""
-        return self._evaluate(x, derivative=True)
+        return self._evaluate(x, order=1)
 
-    def _evaluate(self, x: ArrayLike, derivative: bool) -> FloatArray:
+    def second_derivative(self, x: ArrayLike) -> FloatArray:
+        """Second derivative at ``x`` (<= 0; 0 on pwl and linear pieces, -inf where infinite)."""
+        return self._evaluate(x, order=2)
+
+    def _evaluate(self, x: ArrayLike, order: int) -> FloatArray:
         xs = np.asarray(x, dtype=np.float64)
         if self.family == PWL:
             params = _pwl_lines(self.params["x"][None, :], self.params["y"][None, :])
         else:
             params = {k: v[None, :] for k, v in self.params.items()}
-        flat = _evaluate_group(self.family, params, xs.reshape(-1, 1), derivative)
+        flat = _evaluate_group(self.family, params, xs.reshape(-1, 1), order)
         return flat.reshape(xs.shape)
 
     # --- transformations ----------------------------------------------------------------
@@ -467,18 +516,20 @@ class Curve:
 class _Group:
     family: str
     index: NDArray[np.intp]          # positions in the batch
-    params: dict[str, FloatArray]    # each (n_group, S); for pwl: "x", "y" of shape (n_group, K)
+    params: dict[str, FloatArray]    # each (n_group, S); for pwl: the lines of _pwl_lines
+    points: tuple[FloatArray, FloatArray] | None = None  # pwl only: x, y of shape (n_group, K)
 
 
 class CurveBatch:
     """Vectorized evaluation of ``n`` curves, one per position; ``None`` is the zero curve.
 
     Curves are grouped by (family, number of samples) so that evaluation is a handful of numpy
-    operations regardless of ``n``. Inputs and outputs are arrays of shape (n,).
+    operations regardless of ``n``. Inputs and outputs are arrays of shape (n,). Build it from
+    Curve objects, or -- without creating one object per cell -- from problem-file specs with
+    :func:`forecasting.batch.parse_curves` or from arrays with :meth:`from_groups`.
     """
 
     def __init__(self, curves: Sequence[Curve | None]) -> None:
-        self.n = len(curves)
         buckets: dict[tuple[str, int], list[int]] = {}
         for i, c in enumerate(curves):
             if c is None:
@@ -490,48 +541,130 @@ class CurveBatch:
             members = [curves[i] for i in idx]
             names = members[0].params.keys()  # type: ignore[union-attr]
             params = {k: np.stack([m.params[k] for m in members]) for k in names}  # type: ignore[union-attr]
-            if family == PWL:
-                params = _pwl_lines(params["x"], params["y"])
-            groups.append(_Group(family, np.asarray(idx, dtype=np.intp), params))
+            groups.append(make_group(family, np.asarray(idx, dtype=np.intp), params))
+        self._set(len(curves), groups)
+
+    @classmethod
+    def from_groups(cls, n: int, groups: Sequence[_Group]) -> CurveBatch:
+        """A batch of ``n`` positions from prepared groups (see :func:`make_group`)."""
+        batch = cls.__new__(cls)
+        batch._set(n, groups)
+        return batch
+
+    def _set(self, n: int, groups: Sequence[_Group]) -> None:
+        self.n = n
         self.groups: tuple[_Group, ...] = tuple(groups)
+        self._locator: tuple[NDArray[np.intp], NDArray[np.intp]] | None = None
+
+    def curve(self, i: int) -> Curve | None:
+        """The curve at position ``i`` as a :class:`Curve` (None for the zero curve)."""
+        if self._locator is None:
+            group_of = np.full(self.n, -1, dtype=np.intp)
+            row_of = np.zeros(self.n, dtype=np.intp)
+            for k, g in enumerate(self.groups):
+                group_of[g.index] = k
+                row_of[g.index] = np.arange(g.index.size)
+            self._locator = (group_of, row_of)
+        k, row = int(self._locator[0][i]), int(self._locator[1][i])
+        if k < 0:
+            return None
+        g = self.groups[k]
+        if g.family == PWL:
+            assert g.points is not None
+            return Curve(PWL, {"x": g.points[0][row].copy(), "y": g.points[1][row].copy()})
+        return Curve(g.family, {name: arr[row].copy() for name, arr in g.params.items()})
+
+    def masked(self, keep: NDArray[np.bool_]) -> CurveBatch:
+        """The same positions with the curves outside ``keep`` replaced by the zero curve."""
+        groups = []
+        for g in self.groups:
+            k = keep[g.index]
+            if k.all():
+                groups.append(g)
+            elif k.any():
+                points = None if g.points is None else (g.points[0][k], g.points[1][k])
+                groups.append(_Group(g.family, g.index[k], {n: v[k] for n, v in g.params.items()}, points))
+        return CurveBatch.from_groups(self.n, groups)
+
+    def to_dicts(self) -> list[dict[str, Any] | None]:
+        """The problem-file form of every position (None for the zero curve)."""
+        out: list[dict[str, Any] | None] = [None] * self.n
+        for g in self.groups:
+            if g.family == PWL:
+                assert g.points is not None
+                for row, i in enumerate(g.index):
+                    out[i] = {"family": PWL, "points": np.column_stack([g.points[0][row], g.points[1][row]]).tolist()}
+                continue
+            names = list(g.params)
+            single = next(iter(g.params.values())).shape[1] == 1
+            columns = [g.params[k][:, 0].tolist() if single else g.params[k].tolist() for k in names]
+            for i, values in zip(g.index.tolist(), zip(*columns)):
+                d: dict[str, Any] = {"family": g.family}
+                for name, v in zip(names, values):
+                    d[name] = v if single or len(set(v)) > 1 else v[0]
+                out[i] = d
+        return out
 
     def families(self) -> set[str]:
         """The families present in the batch."""
         return {g.family for g in self.groups}
 
-    def value_at(self, x: FloatArray) -> FloatArray:
-        """Curve values at spends ``x`` (shape (n,))."""
-        return self._apply(x, derivative=False)
+    def value_at(self, x: FloatArray, where: NDArray[np.bool_] | None = None) -> FloatArray:
+        """Curve values at spends ``x`` (shape (n,)); only at ``where`` (else 0) if given."""
+        return self._apply(x, 0, where)
 
-    def derivative_at(self, x: FloatArray) -> FloatArray:
+    def derivative_at(self, x: FloatArray, where: NDArray[np.bool_] | None = None) -> FloatArray:
         """Curve derivatives at spends ``x`` (shape (n,)); ``inf`` where infinite at zero."""
-        return self._apply(x, derivative=True)
+        return self._apply(x, 1, where)
 
-    def _apply(self, x: FloatArray, derivative: bool) -> FloatArray:
+    def second_derivative_at(self, x: FloatArray, where: NDArray[np.bool_] | None = None) -> FloatArray:
+        """Second derivatives at spends ``x`` (shape (n,)); 0 on linear pieces."""
+        return self._apply(x, 2, where)
+
+    def _apply(self, x: FloatArray, order: int, where: NDArray[np.bool_] | None) -> FloatArray:
         out = np.zeros(self.n)
         for g in self.groups:
-            out[g.index] = _evaluate_group(g.family, g.params, x[g.index][:, None], derivative)
+            if where is None:
+                out[g.index] = _evaluate_group(g.family, g.params, x[g.index][:, None], order)
+                continue
+            keep = where[g.index]
+            if not keep.any():
+                continue
+            if keep.all():
+                out[g.index] = _evaluate_group(g.family, g.params, x[g.index][:, None], order)
+                continue
+            idx = g.index[keep]
+            params = {k: v[keep] for k, v in g.params.items()}
+            out[idx] = _evaluate_group(g.family, params, x[idx][:, None], order)
         return out
 
 
-def _evaluate_group(
-    family: str, params: Mapping[str, FloatArray], x: FloatArray, derivative: bool
-) -> FloatArray:
-    """Evaluate m curves of one family at ``x`` of shape (m, 1) (or (k, 1) against one curve).
+def _evaluate_group(family: str, params: Mapping[str, FloatArray], x: FloatArray, order: int) -> FloatArray:
+    """Value (order 0), derivative (1) or second derivative (2) of m curves of one family at
+    ``x`` of shape (m, 1) (or (k, 1) against one curve).
 
     ``params`` are (m, S) arrays, or the pwl lines of :func:`_pwl_lines`; returns shape (m,).
     """
     if family == PWL:
+        if order == 2:
+            return np.zeros(x.shape[0])
         vals = params["intercept"] + params["slope"] * x
-        if not derivative:
+        if order == 0:
             return vals.min(axis=1)
         k = np.argmin(vals, axis=1)
         slopes = np.broadcast_to(params["slope"], vals.shape)
         return np.take_along_axis(slopes, k[:, None], axis=1)[:, 0]
     fam = PARAMETRIC_FAMILIES[family]
-    f = fam.derivative if derivative else fam.value
+    f = (fam.value, fam.derivative, fam.second_derivative)[order]
     values = np.asarray(f(x, params), dtype=np.float64)
     return values[:, 0] if values.shape[1] == 1 else values.mean(axis=1)
+
+
+def make_group(family: str, index: NDArray[np.intp], params: Mapping[str, FloatArray]) -> _Group:
+    """A batch group; ``params`` are (n_group, S) arrays, or ``x``/``y`` breakpoints for pwl."""
+    if family == PWL:
+        return _Group(family, index, _pwl_lines(params["x"], params["y"]), (params["x"], params["y"]))
+    return _Group(family, index, dict(params))
 
 
 def _pwl_lines(x: FloatArray, y: FloatArray) -> dict[str, FloatArray]:

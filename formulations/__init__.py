@@ -5,9 +5,10 @@ Imports only the curve layer (``forecasting.curves``); never ``solver``.
 
 from formulations.errors import ProblemError, ProblemFileError
 from formulations.model import ArrayModel, compile_problem
-from formulations.problem import BudgetMode, Cell, Objective, Problem, SegmentRule, ShareRule
+from formulations.cells import Cell, CellTable
+from formulations.problem import BudgetMode, Objective, Problem, SegmentRule, ShareRule
 
 __all__ = [
-    "ArrayModel", "BudgetMode", "Cell", "Objective", "Problem", "ProblemError", "ProblemFileError",
+    "ArrayModel", "BudgetMode", "Cell", "CellTable", "Objective", "Problem", "ProblemError", "ProblemFileError",
     "SegmentRule", "ShareRule", "compile_problem",
 ]

@@ -68,42 +68,107 @@ def cell_prices(model: ArrayModel, mult: Multipliers) -> tuple[FloatArray, Float
     return price, weight
 
 
-def best_responses(
-    model: ArrayModel, price: FloatArray, weight: FloatArray
-) -> tuple[FloatArray, FloatArray]:
-    """Maximize ``r_i(y) + weight_i v_i(y) - price_i y`` over ``[l_i, u_i]`` for every cell.
+@dataclass(frozen=True)
+class Responses:
+    """The cells' best responses to prices and weights (see :func:`respond`).
 
-    Returns ``(y, upper)``: a maximizer to float resolution and, per cell, a value that is provably
-    >= the true maximum (it equals the value at ``y`` up to the final bracket width).
+    ``y``: maximizers (n,); ``upper``: per-cell values provably >= each true maximum;
+    ``interior``: cells strictly inside their bounds; ``curvature``: ``-(r'' + w v'')`` at ``y``
+    (> 0 for interior cells of strictly concave curves, 0 elsewhere) -- how fast ``y`` responds to
+    its price (``dy/dp = -1/curvature``); ``dacq``: ``v'`` at ``y``.
     """
-    lo, hi = model.lower.copy(), model.upper.copy()
 
+    y: FloatArray
+    upper: FloatArray
+    interior: NDArray[np.bool_]
+    curvature: FloatArray
+    dacq: FloatArray
+
+
+_NEWTON_ROUNDS = 100
+
+
+def respond(model: ArrayModel, price: FloatArray, weight: FloatArray, start: FloatArray | None = None) -> Responses:
+    """Maximize ``L_i(y) = r_i(y) + weight_i v_i(y) - price_i y`` over ``[l_i, u_i]`` for every cell.
+
+    Safeguarded Newton on the decreasing slope ``h = L'``: each cell keeps a bracket
+    ``h(lo) > 0 > h(hi)`` and falls back to bisection when a Newton step leaves it or the curve is
+    flat (linear and pwl pieces). ``start`` (e.g. the previous plan) makes repeated calls with
+    nearby prices take a couple of rounds. Curves are evaluated only on unconverged cells.
+
+    The per-cell ``upper`` is rigorous: by concavity ``max L <= L(y) + h(y) (hi - y)`` when
+    ``h(y) > 0`` and ``L(y) - h(y) (y - lo)`` otherwise, with ``[lo, hi]`` the final bracket.
+    """
+    lower, upper_b = model.lower, model.upper
     weighted = weight > 0
+    any_weight = bool(np.any(weighted))
 
-    def slope(y: FloatArray) -> FloatArray:
-        d = model.drev(y) - price
-        if not np.any(weighted):
+    def slope(y: FloatArray, where: NDArray[np.bool_] | None = None) -> FloatArray:
+        d = model.drev(y, where) - price
+        if not any_weight:
             return d
         with np.errstate(invalid="ignore"):  # 0 weight x infinite slope at 0 counts as 0
-            return d + np.where(weighted, weight * model.dacq_value(y), 0.0)
+            return d + np.where(weighted, weight * model.dacq_value(y, where), 0.0)
+
+    def curvature(y: FloatArray, where: NDArray[np.bool_] | None = None) -> FloatArray:
+        d2 = model.d2rev(y, where)
+        if any_weight:
+            with np.errstate(invalid="ignore"):
+                d2 = d2 + np.where(weighted, weight * model.d2acq_value(y, where), 0.0)
+        return -d2
 
     def value(y: FloatArray) -> FloatArray:
         v = model.rev(y) - price * y
-        return v + weight * model.acq_value(y) if np.any(weighted) else v
+        return v + weight * model.acq_value(y) if any_weight else v
 
-    s_lo, s_hi = slope(lo), slope(hi)
-    v_lower, v_upper = value(model.lower), value(model.upper)
-    at_lower = s_lo <= 0
-    at_upper = ~at_lower & (s_hi >= 0)
+    s_lower = slope(lower)
+    at_lower = s_lower <= 0
+    s_upper = slope(upper_b, ~at_lower)
+    at_upper = ~at_lower & (s_upper >= 0)
     interior = ~(at_lower | at_upper)
-    if np.any(interior):
-        lo, hi, s_lo, s_hi = bracket_root(slope, lo, hi, s_lo, s_hi, interior)
-    v_lo, v_hi = value(lo), value(hi)
-    upper = _concave_max_bound(lo, hi, v_lo, v_hi, s_lo, s_hi)
-    y = np.where(v_lo >= v_hi, lo, hi)
-    upper = np.where(at_lower, v_lower, np.where(at_upper, v_upper, upper))
-    y = np.where(at_lower, model.lower, np.where(at_upper, model.upper, y))
-    return y, upper
+    lo, hi = lower.copy(), upper_b.copy()
+    if start is None:
+        y = 0.5 * (lower + upper_b)
+    else:
+        y = np.where((start > lower) & (start < upper_b), start, 0.5 * (lower + upper_b))
+    y = np.where(interior, y, np.where(at_lower, lower, upper_b))
+    active = interior.copy()
+    h = np.zeros(model.n)
+    for _ in range(_NEWTON_ROUNDS):
+        if not active.any():
+            break
+        h_new = slope(y, active)
+        h = np.where(active, h_new, h)
+        up = active & (h > 0)
+        down = active & (h <= 0)
+        lo = np.where(up, y, lo)
+        hi = np.where(down, y, hi)
+        scale_h = 1e-15 * (np.abs(price) + np.abs(h + price) + 1e-300)
+        done = (np.abs(h) <= scale_h) | (hi - lo <= 4e-16 * (np.abs(hi) + 1e-300))
+        active &= ~done
+        if not active.any():
+            break
+        c = curvature(y, active)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            step = y + h / c
+        ok = np.isfinite(step) & (step > lo) & (step < hi) & (c > 0)
+        y = np.where(active, np.where(ok, step, 0.5 * (lo + hi)), y)
+    v = value(y)
+    with np.errstate(invalid="ignore"):
+        bound = np.where(h > 0, v + h * (hi - y), v - h * (y - lo))
+    bound = np.where(interior, bound, v)
+    curv = np.where(interior, curvature(y, interior), 0.0)
+    dacq = model.dacq_value(y, interior) if any_weight else np.zeros(model.n)
+    return Responses(y, bound, interior, np.nan_to_num(curv, posinf=0.0), dacq)
+
+
+def best_responses(
+    model: ArrayModel, price: FloatArray, weight: FloatArray
+) -> tuple[FloatArray, FloatArray]:
+    """Maximizers of ``r_i(y) + weight_i v_i(y) - price_i y`` on ``[l_i, u_i]`` and per-cell
+    values provably >= the true maxima (see :func:`respond`)."""
+    r = respond(model, price, weight)
+    return r.y, r.upper
 
 
 def bracket_root(slope, lo, hi, s_lo, s_hi, active):  # type: ignore[no-untyped-def]
@@ -158,11 +223,15 @@ class DualBound:
     multipliers: Multipliers
 
 
-def dual_bound(model: ArrayModel, mult: Multipliers) -> DualBound:
-    """Evaluate the Lagrangian dual function at (projected) multipliers; see module docstring."""
+def dual_bound(model: ArrayModel, mult: Multipliers, start: FloatArray | None = None) -> DualBound:
+    """Evaluate the Lagrangian dual function at (projected) multipliers; see module docstring.
+
+    ``start`` (e.g. the plan being certified) only speeds up the cells' searches.
+    """
     mult = mult.projected(model.equal_budget)
     price, weight = cell_prices(model, mult)
-    y, upper = best_responses(model, price, weight)
+    r = respond(model, price, weight, start)
+    y, upper = r.y, r.upper
     constant = (
         mult.budget * model.budget
         - float(mult.share_min @ model.share_lo)

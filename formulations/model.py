@@ -27,11 +27,14 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+import pandas as pd
+
 from forecasting.curves import CurveBatch
 from formulations.problem import BudgetMode, Objective, Problem
 
 FloatArray = NDArray[np.float64]
 IndexArray = NDArray[np.intp]
+BoolArray = NDArray[np.bool_]
 
 
 @dataclass(frozen=True, eq=False)
@@ -73,22 +76,31 @@ class ArrayModel:
         return self.value_scale / self.money_scale
 
     # --- scaled curve evaluation ---------------------------------------------------------
-    def rev(self, y: FloatArray) -> FloatArray:
-        """Scaled revenue of each cell at scaled spends ``y``."""
-        return self.revenue.value_at(y * self.money_scale) / self.value_scale
+    def rev(self, y: FloatArray, where: BoolArray | None = None) -> FloatArray:
+        """Scaled revenue of each cell at scaled spends ``y`` (only at ``where`` if given)."""
+        return self.revenue.value_at(y * self.money_scale, where) / self.value_scale
 
-    def drev(self, y: FloatArray) -> FloatArray:
+    def drev(self, y: FloatArray, where: BoolArray | None = None) -> FloatArray:
         """Derivative of :meth:`rev` (dimensionless up to ``dual_to_money``)."""
-        return self.revenue.derivative_at(y * self.money_scale) * self.money_scale / self.value_scale
+        return self.revenue.derivative_at(y * self.money_scale, where) * self.money_scale / self.value_scale
 
-    def acq_value(self, y: FloatArray) -> FloatArray:
+    def d2rev(self, y: FloatArray, where: BoolArray | None = None) -> FloatArray:
+        """Second derivative of :meth:`rev` (<= 0)."""
+        return self.revenue.second_derivative_at(y * self.money_scale, where) * self.money_scale**2 / self.value_scale
+
+    def acq_value(self, y: FloatArray, where: BoolArray | None = None) -> FloatArray:
         """Scaled acquisition value ``v_i(y_i)`` (0 for cells without a CLV/CAC rule)."""
-        return self.acq_value_coef * self.acquisitions.value_at(y * self.money_scale) / self.money_scale
+        return self.acq_value_coef * self.acquisitions.value_at(y * self.money_scale, where) / self.money_scale
 
-    def dacq_value(self, y: FloatArray) -> FloatArray:
+    def dacq_value(self, y: FloatArray, where: BoolArray | None = None) -> FloatArray:
         """Derivative of :meth:`acq_value`."""
-        d = self.acquisitions.derivative_at(y * self.money_scale)
+        d = self.acquisitions.derivative_at(y * self.money_scale, where)
         return np.where(self.acq_value_coef > 0, self.acq_value_coef * d, 0.0)
+
+    def d2acq_value(self, y: FloatArray, where: BoolArray | None = None) -> FloatArray:
+        """Second derivative of :meth:`acq_value` (<= 0)."""
+        d2 = self.acquisitions.second_derivative_at(y * self.money_scale, where) * self.money_scale
+        return np.where(self.acq_value_coef > 0, self.acq_value_coef * d2, 0.0)
 
     def objective(self, y: FloatArray) -> float:
         """Scaled objective at scaled spends ``y``."""
@@ -111,17 +123,19 @@ class ArrayModel:
 
 def compile_problem(problem: Problem) -> ArrayModel:
     """Compile a validated :class:`Problem` into scaled arrays (no solver work)."""
-    cells = problem.cells
+    table = problem.table
     budget = float(problem.budget)
     money_scale = budget
-    categories = problem.categories
-    segments = problem.segment_names
+    category_of, categories_index = pd.factorize(table.category, sort=False)
+    segment_of, segments_index = pd.factorize(table.segment, sort=False)
+    categories, segments = tuple(categories_index), tuple(segments_index)
     cat_pos = {c: k for k, c in enumerate(categories)}
     seg_pos = {s: k for k, s in enumerate(segments)}
-    category_of = np.fromiter((cat_pos[c.category] for c in cells), np.intp, len(cells))
-    segment_of = np.fromiter((seg_pos[c.segment] for c in cells), np.intp, len(cells))
-    lower = np.fromiter((c.min_spend for c in cells), float, len(cells)) / money_scale
-    upper = np.fromiter((c.upper(budget) for c in cells), float, len(cells)) / money_scale
+    category_of = category_of.astype(np.intp)
+    segment_of = segment_of.astype(np.intp)
+    lower = table.min_spend / money_scale
+    upper = table.upper(budget) / money_scale
+    n = len(table)
 
     share_items = list(problem.category_shares.items())
     share_category = np.array([cat_pos[c] for c, _ in share_items], dtype=np.intp)
@@ -138,11 +152,11 @@ def compile_problem(problem: Problem) -> ArrayModel:
     clv_rule_of = rule_of_segment[segment_of]
     acq_value_coef = cap_of_segment[segment_of]
 
-    revenue = CurveBatch([c.revenue for c in cells])
-    acquisitions = CurveBatch([c.acquisitions if acq_value_coef[i] > 0 else None for i, c in enumerate(cells)])
+    revenue = table.revenue
+    acquisitions = table.acquisitions.masked(acq_value_coef > 0)
 
     profit = problem.objective is Objective.PROFIT
-    reference = np.clip(np.full(len(cells), budget / len(cells)), lower * money_scale, upper * money_scale)
+    reference = np.clip(np.full(n, budget / n), lower * money_scale, upper * money_scale)
     value_scale = float(revenue.value_at(reference).sum())
     if profit or not np.isfinite(value_scale) or value_scale <= 0:
         value_scale = max(value_scale if np.isfinite(value_scale) else 0.0, budget)

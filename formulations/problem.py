@@ -27,7 +27,6 @@ formulations.errors.ProblemError: budget: must be a finite number > 0, got -5
 from __future__ import annotations
 
 import json
-import math
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -35,10 +34,16 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
 import yaml
 
-from forecasting.curves import Curve, CurveError
+from formulations.cells import Cell, CellTable
 from formulations.errors import ProblemError, ProblemFileError
+from formulations.validate import check_keys, number
+
+__all__ = ["BudgetMode", "Cell", "CellTable", "Objective", "Problem", "SegmentRule", "ShareRule",
+           "read_structured_file"]
 
 FORMAT_VERSION = 1
 
@@ -55,31 +60,6 @@ class Objective(StrEnum):
 
     REVENUE = "revenue"
     PROFIT = "profit"
-
-
-@dataclass(frozen=True)
-class Cell:
-    """One (category, segment) pair with its curves and spend bounds (currency units).
-
-    ``max_spend`` of ``None`` means "the budget". ``acquisitions`` (new customers as a function of
-    spend) is needed only when the cell's segment has a CLV/CAC rule.
-    """
-
-    category: str
-    segment: str
-    revenue: Curve
-    acquisitions: Curve | None = None
-    min_spend: float = 0.0
-    max_spend: float | None = None
-    current_spend: float | None = None
-
-    @property
-    def key(self) -> tuple[str, str]:
-        return (self.category, self.segment)
-
-    def upper(self, budget: float) -> float:
-        """The effective spend cap: ``max_spend``, or the budget when none is given."""
-        return float(budget) if self.max_spend is None else float(self.max_spend)
 
 
 @dataclass(frozen=True)
@@ -113,23 +93,33 @@ class Problem:
     """A budget allocation problem (the in-memory form of a problem file)."""
 
     budget: float
-    cells: tuple[Cell, ...]
+    cells: Sequence[Cell]  # stored as a CellTable (columns); any sequence of Cell is accepted
     name: str = ""
     budget_mode: BudgetMode = BudgetMode.EQUAL
     objective: Objective = Objective.REVENUE
     category_shares: Mapping[str, ShareRule] = field(default_factory=dict)
     segments: Mapping[str, SegmentRule] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.cells, CellTable):
+            object.__setattr__(self, "cells", CellTable.from_cells(tuple(self.cells)))
+
+    @property
+    def table(self) -> CellTable:
+        """The cells as columns (the same object as :attr:`cells`)."""
+        assert isinstance(self.cells, CellTable)
+        return self.cells
+
     # --- views --------------------------------------------------------------------------
     @property
     def categories(self) -> tuple[str, ...]:
         """Categories in order of first appearance among the cells."""
-        return tuple(dict.fromkeys(c.category for c in self.cells))
+        return tuple(pd.unique(self.table.category))
 
     @property
     def segment_names(self) -> tuple[str, ...]:
         """Segments in order of first appearance among the cells."""
-        return tuple(dict.fromkeys(c.segment for c in self.cells))
+        return tuple(pd.unique(self.table.segment))
 
     def with_budget(self, budget: float) -> Problem:
         """The same problem with another total budget (validated)."""
@@ -142,17 +132,7 @@ class Problem:
     # --- file form ----------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """The problem-file form (JSON-ready)."""
-        cells = []
-        for c in self.cells:
-            d: dict[str, Any] = {"category": c.category, "segment": c.segment, "revenue": c.revenue.to_dict()}
-            if c.acquisitions is not None:
-                d["acquisitions"] = c.acquisitions.to_dict()
-            d["min_spend"] = c.min_spend
-            if c.max_spend is not None:
-                d["max_spend"] = c.max_spend
-            if c.current_spend is not None:
-                d["current_spend"] = c.current_spend
-            cells.append(d)
+        cells = self.table.to_records()
         out: dict[str, Any] = {"version": FORMAT_VERSION}
         if self.name:
             out["name"] = self.name
@@ -214,56 +194,6 @@ def read_structured_file(path: str | Path) -> dict[str, Any]:
 
 
 _TOP_KEYS = {"version", "name", "budget", "budget_mode", "objective", "cells", "category_shares", "segments"}
-_CELL_KEYS = {"category", "segment", "revenue", "acquisitions", "min_spend", "max_spend", "current_spend"}
-
-
-def check_keys(obj: Any, allowed: set[str], where: str, required: Sequence[str] = ()) -> Mapping[str, Any]:
-    """Check that ``obj`` is an object with only ``allowed`` keys and all ``required`` ones."""
-    if not isinstance(obj, Mapping):
-        raise ProblemError(f"{where}: expected an object, got {obj!r}")
-    unknown = sorted(set(obj) - allowed)
-    if unknown:
-        raise ProblemError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
-    for k in required:
-        if k not in obj:
-            raise ProblemError(f"{where}: missing required key {k!r}")
-    return obj
-
-
-def number(value: Any, where: str, *, minimum: float | None = None, strict: bool = False,
-           maximum: float | None = None) -> float:
-    """A finite float within optional bounds, else ProblemError naming ``where``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ProblemError(f"{where}: expected a number, got {value!r}")
-    v = float(value)
-    ok = math.isfinite(v)
-    if ok and minimum is not None:
-        ok = v > minimum if strict else v >= minimum
-    if ok and maximum is not None:
-        ok = v <= maximum
-    if not ok:
-        bounds = []
-        if minimum is not None:
-            bounds.append(f"{'>' if strict else '>='} {minimum:g}")
-        if maximum is not None:
-            bounds.append(f"<= {maximum:g}")
-        what = "a finite number" + (" " + " and ".join(bounds) if bounds else "")
-        raise ProblemError(f"{where}: must be {what}, got {value!r}")
-    return v
-
-
-def label(value: Any, where: str) -> str:
-    """A non-empty string label."""
-    if not isinstance(value, str) or not value.strip():
-        raise ProblemError(f"{where}: expected a non-empty string, got {value!r}")
-    return value
-
-
-def _curve(spec: Any, where: str) -> Curve:
-    try:
-        return Curve.from_dict(spec, where=where)
-    except CurveError as e:
-        raise ProblemError(str(e)) from None
 
 
 def _enum(enum: type[StrEnum], value: Any, where: str) -> Any:
@@ -272,31 +202,6 @@ def _enum(enum: type[StrEnum], value: Any, where: str) -> Any:
     except ValueError:
         allowed = ", ".join(repr(m.value) for m in enum)  # type: ignore[attr-defined]
         raise ProblemError(f"{where}: expected one of {allowed}, got {value!r}") from None
-
-
-def _parse_cell(raw: Any, where: str, budget: float) -> Cell:
-    d = check_keys(raw, _CELL_KEYS, where, required=("category", "segment", "revenue"))
-    min_spend = number(d.get("min_spend", 0.0), f"{where}.min_spend", minimum=0.0)
-    max_spend = None
-    if d.get("max_spend") is not None:
-        max_spend = number(d["max_spend"], f"{where}.max_spend", minimum=0.0)
-        if max_spend < min_spend:
-            raise ProblemError(f"{where}: max_spend {max_spend:g} is below min_spend {min_spend:g}")
-    elif min_spend > budget:
-        raise ProblemError(f"{where}: min_spend {min_spend:g} exceeds the budget {budget:g}")
-    current = None
-    if d.get("current_spend") is not None:
-        current = number(d["current_spend"], f"{where}.current_spend", minimum=0.0)
-    acq = None if d.get("acquisitions") is None else _curve(d["acquisitions"], f"{where}.acquisitions")
-    return Cell(
-        category=label(d["category"], f"{where}.category"),
-        segment=label(d["segment"], f"{where}.segment"),
-        revenue=_curve(d["revenue"], f"{where}.revenue"),
-        acquisitions=acq,
-        min_spend=min_spend,
-        max_spend=max_spend,
-        current_spend=current,
-    )
 
 
 def _parse_problem(data: Mapping[str, Any]) -> Problem:
@@ -310,20 +215,9 @@ def _parse_problem(data: Mapping[str, Any]) -> Problem:
     mode = _enum(BudgetMode, d.get("budget_mode", "equal"), "budget_mode")
     objective = _enum(Objective, d.get("objective", "revenue"), "objective")
 
-    raw_cells = d["cells"]
-    if not isinstance(raw_cells, list) or not raw_cells:
-        raise ProblemError("cells: expected a non-empty list of cells")
-    cells = tuple(_parse_cell(c, f"cells[{i}]", budget) for i, c in enumerate(raw_cells))
-    seen: dict[tuple[str, str], int] = {}
-    for i, c in enumerate(cells):
-        if c.key in seen:
-            raise ProblemError(
-                f"cells[{i}]: duplicate cell (category {c.category!r}, segment {c.segment!r}); "
-                f"it already appears as cells[{seen[c.key]}]"
-            )
-        seen[c.key] = i
-    categories = {c.category for c in cells}
-    segment_names = {c.segment for c in cells}
+    table = CellTable.parse(d["cells"], budget)
+    categories = set(pd.unique(table.category))
+    segment_names = set(pd.unique(table.segment))
 
     shares: dict[str, ShareRule] = {}
     raw_shares = d.get("category_shares") or {}
@@ -353,17 +247,18 @@ def _parse_problem(data: Mapping[str, Any]) -> Problem:
         ratio = None
         if r.get("min_clv_cac_ratio") is not None:
             ratio = number(r["min_clv_cac_ratio"], f"{where}.min_clv_cac_ratio", minimum=0.0, strict=True)
-            for i, c in enumerate(cells):
-                if c.segment == seg and c.acquisitions is None:
-                    raise ProblemError(
-                        f"cells[{i}] ({c.category} / {c.segment}): segment {seg!r} has a CLV/CAC rule, "
-                        "so this cell needs an 'acquisitions' curve (new customers as a function of spend)"
-                    )
+            lacking = np.flatnonzero((table.segment == seg) & ~table.has_acquisitions)
+            if lacking.size:
+                i = int(lacking[0])
+                raise ProblemError(
+                    f"cells[{i}] ({table.category[i]} / {seg}): segment {seg!r} has a CLV/CAC rule, "
+                    "so this cell needs an 'acquisitions' curve (new customers as a function of spend)"
+                )
         segments[seg] = SegmentRule(clv, ratio)
 
     return Problem(
         budget=budget,
-        cells=cells,
+        cells=table,
         name=name,
         budget_mode=mode,
         objective=objective,

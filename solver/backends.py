@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from formulations import conic, waterfill
+from formulations import conic, decomposition, waterfill
 from formulations.cuts import CutOptions, solve_cuts
 from formulations.model import ArrayModel
 from formulations.result import RouteResult
@@ -43,7 +43,7 @@ class Backend:
 _REGISTRY: dict[str, Backend] = {}
 
 #: Order in which ``backend="auto"`` tries the routes that support a model.
-AUTO_ORDER: tuple[str, ...] = ("waterfill", "clarabel", "highs")
+AUTO_ORDER: tuple[str, ...] = ("decomposition", "waterfill", "clarabel", "highs")
 
 
 def register(backend: Backend) -> Backend:
@@ -87,6 +87,8 @@ def _run_pyomo(model: ArrayModel, opts: SolveOptions) -> RouteResult:
     return solve_pyomo(model, gap_tol=opts.gap_tol / 10, feas_tol=opts.feas_tol, time_limit=opts.time_limit)
 
 
+register(Backend("decomposition", "exact Lagrangian decomposition: active-set Newton on the dual (smooth curves)",
+                 decomposition.supports, lambda m, o: decomposition.solve_decomposition(m)))
 register(Backend("waterfill", "closed-form water-filling (budget and cell bounds only)",
                  waterfill.supports, lambda m, o: waterfill.solve_waterfill(m)))
 register(Backend("highs", "tangent cuts refined in HiGHS until the dual bound closes the gap",

@@ -27,7 +27,8 @@ import pandas as pd
 from forecasting.fit import FitResult, fit_curves
 from forecasting.history import read_history
 from formulations.errors import ProblemError
-from formulations.problem import Problem, check_keys, number, read_structured_file
+from formulations.problem import Problem, read_structured_file
+from formulations.validate import check_keys, number
 
 PLAN_KEYS = {"version", "name", "budget", "budget_mode", "objective", "category_shares", "segments",
              "periods", "cell_bounds", "max_spend_vs_history"}

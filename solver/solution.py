@@ -14,14 +14,20 @@ Dual sign conventions (all in objective currency per currency unit of rule slack
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from solver.status import NotOptimalError, Status
+
+
+ALLOCATION_COLUMNS = ("category", "segment", "spend", "revenue", "marginal_revenue",
+                      "new_customers", "current_spend", "current_revenue")
 
 
 @dataclass(frozen=True)
@@ -85,7 +91,7 @@ class Solution:
     budget: float = 0.0
     objective: float | None = None
     upper_bound: float | None = None
-    allocation: tuple[CellPlan, ...] = ()
+    plan: pd.DataFrame | None = field(default=None, repr=False)  # one row per cell, ALLOCATION_COLUMNS
     duals: Duals | None = None
     backend: str = ""
     seconds: float = 0.0
@@ -109,11 +115,20 @@ class Solution:
             raise NotOptimalError(f"solution status is {self.status.value}: {self.message}")
         return self
 
+    @cached_property
+    def allocation(self) -> tuple[CellPlan, ...]:
+        """The plan cell by cell (empty unless a plan passed verification)."""
+        if self.plan is None:
+            return ()
+        rows = self.plan.to_dict("records")
+        return tuple(CellPlan(**{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()})
+                     for r in rows)
+
     def allocation_frame(self) -> pd.DataFrame:
         """The allocation as a DataFrame, one row per cell (empty without a plan)."""
-        columns = ["category", "segment", "spend", "revenue", "marginal_revenue",
-                   "new_customers", "current_spend", "current_revenue"]
-        return pd.DataFrame([{k: getattr(c, k) for k in columns} for c in self.allocation], columns=columns)
+        if self.plan is None:
+            return pd.DataFrame(columns=list(ALLOCATION_COLUMNS))
+        return self.plan.copy()
 
     def to_dict(self) -> dict[str, Any]:
         """The solution file (JSON-ready)."""
@@ -128,13 +143,21 @@ class Solution:
             "upper_bound": self.upper_bound,
             "gap": self.gap,
             "max_violation": self.max_violation,
-            "allocation": [c.to_dict() for c in self.allocation],
+            "allocation": self._allocation_records(),
             "duals": None if self.duals is None else self.duals.to_dict(),
             "backend": self.backend,
             "seconds": self.seconds,
             "iterations": self.iterations,
         }
         return d
+
+    def _allocation_records(self) -> list[dict[str, Any]]:
+        if self.plan is None:
+            return []
+        out = []
+        for r in self.plan.to_dict("records"):
+            out.append({k: v for k, v in r.items() if not (isinstance(v, float) and math.isnan(v))})
+        return out
 
     def write(self, path: str | Path) -> None:
         """Write the solution file as JSON."""

@@ -23,15 +23,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
-from forecasting.curves import CurveBatch
 from formulations.feasibility import conflicting_rules, precheck
 from formulations.lagrangian import Multipliers, refine_multipliers
 from formulations.model import ArrayModel, compile_problem
 from formulations.problem import Problem
 from formulations.result import RouteResult, RouteStatus
 from solver.backends import SolveOptions, candidates
-from solver.solution import CellPlan, Duals, Solution
+from solver.solution import Duals, Solution
 from solver.status import Status
 from solver.verify import Certificate, certify
 
@@ -105,9 +105,13 @@ def _verified(model: ArrayModel, result: RouteResult, opts: SolveOptions, start:
     if result.y is None:
         status = Status.TIME_LIMIT if result.status in (RouteStatus.TIME_LIMIT, RouteStatus.ITERATION_LIMIT) else Status.ERROR
         return _bare(p, status, result.message or f"{result.backend} returned no plan", start, result.backend)
-    if result.multipliers is not None:
-        result = replace(result, multipliers=refine_multipliers(model, result.multipliers))
     cert = certify(model, result.y, result.multipliers, feas_tol=opts.feas_tol)
+    if result.multipliers is not None and cert.feasible and (
+            not cert.proves_optimal(opts.gap_tol / 10) or cert.dual_mismatch > 1e-9):
+        # Backends' multipliers are only as accurate as their tolerances: polish them so that
+        # the bound is tight and the shadow prices are the plan's own.
+        result = replace(result, multipliers=refine_multipliers(model, result.multipliers))
+        cert = certify(model, result.y, result.multipliers, feas_tol=opts.feas_tol)
     if cert.proves_optimal(opts.gap_tol):
         status, message = Status.OPTIMAL, ""
     elif not cert.feasible:
@@ -126,23 +130,20 @@ def _solution(model: ArrayModel, result: RouteResult, cert: Certificate, status:
               message: str, start: float) -> Solution:
     assert result.y is not None
     p = model.problem
+    table = p.table
     spend = result.y * model.money_scale
-    revenue = model.revenue.value_at(spend)
-    marginal = model.revenue.derivative_at(spend)
-    acq = CurveBatch([c.acquisitions for c in p.cells]).value_at(spend)
-    allocation = tuple(
-        CellPlan(
-            category=c.category,
-            segment=c.segment,
-            spend=float(spend[i]),
-            revenue=float(revenue[i]),
-            marginal_revenue=float(marginal[i]),
-            new_customers=float(acq[i]) if c.acquisitions is not None else None,
-            current_spend=c.current_spend,
-            current_revenue=None if c.current_spend is None else float(c.revenue.value(c.current_spend)),
-        )
-        for i, c in enumerate(p.cells)
-    )
+    has_acq = table.has_acquisitions
+    current = table.current_spend
+    plan = pd.DataFrame({
+        "category": table.category,
+        "segment": table.segment,
+        "spend": spend,
+        "revenue": model.revenue.value_at(spend),
+        "marginal_revenue": model.revenue.derivative_at(spend),
+        "new_customers": np.where(has_acq, table.acquisitions.value_at(spend), np.nan),
+        "current_spend": current,
+        "current_revenue": np.where(np.isnan(current), np.nan, model.revenue.value_at(np.nan_to_num(current))),
+    })
     mult = result.multipliers or Multipliers.zeros(model)
     mult = mult.projected(model.equal_budget).scaled_by(model.dual_to_money)
     share_names = [model.categories[c] for c in model.share_category]
@@ -161,7 +162,7 @@ def _solution(model: ArrayModel, result: RouteResult, cert: Certificate, status:
         budget=p.budget,
         objective=cert.objective,
         upper_bound=cert.upper_bound if np.isfinite(cert.upper_bound) else None,
-        allocation=allocation,
+        plan=plan,
         duals=duals if result.multipliers is not None else None,
         backend=result.backend,
         seconds=time.perf_counter() - start,

@@ -25,7 +25,9 @@ class Certificate:
     ``objective``: exact objective (revenue, or revenue minus spend); ``upper_bound``: proven
     bound on the best objective (``inf`` without multipliers); ``gap = upper_bound - objective``;
     ``relative_gap``: gap over ``max(|objective|, value_scale)``; ``max_violation``: the largest
-    rule violation in currency; ``violated_rules``: rules broken by more than the tolerance.
+    rule violation in currency; ``violated_rules``: rules broken by more than the tolerance;
+    ``dual_mismatch``: the largest distance (fraction of the budget) between the plan and the cells'
+    best responses to the multipliers -- 0 when the multipliers are the plan's exact shadow prices.
     """
 
     objective: float
@@ -33,6 +35,7 @@ class Certificate:
     max_violation: float
     violated_rules: tuple[str, ...]
     relative_gap: float
+    dual_mismatch: float = 0.0
 
     @property
     def gap(self) -> float:
@@ -74,9 +77,11 @@ def certify(model: ArrayModel, y: NDArray[np.float64], multipliers: Multipliers 
     ``feas_tol`` is the largest accepted violation of any rule as a fraction of the budget.
     """
     objective = model.objective(y) * model.value_scale
-    bound = math.inf
+    bound, mismatch = math.inf, math.inf
     if multipliers is not None:
-        bound = dual_bound(model, multipliers).value * model.value_scale
+        db = dual_bound(model, multipliers, start=y)
+        bound = db.value * model.value_scale
+        mismatch = float(np.max(np.abs(db.argmax - y), initial=0.0)) / model.budget
     worst, violated = _describe_violations(model, y, feas_tol)
     denominator = max(abs(objective), model.value_scale)
-    return Certificate(objective, bound, worst, violated, (bound - objective) / denominator)
+    return Certificate(objective, bound, worst, violated, (bound - objective) / denominator, mismatch)

@@ -115,3 +115,16 @@ def test_invalid_curves_name_the_place_and_the_rule(spec: dict, message: str) ->
 
 def test_every_family_is_covered_here() -> None:
     assert {s["family"] for s in SPECS.values()} == set(FAMILY_NAMES)
+
+
+@pytest.mark.parametrize("name", SPECS)
+def test_second_derivative_matches_differences_of_the_derivative(name: str) -> None:
+    curve = Curve.from_dict(SPECS[name])
+    x = X[X > 0.5]
+    h = 1e-5 * np.maximum(x, 1.0)
+    numeric = (curve.derivative(x + h) - curve.derivative(x - h)) / (2 * h)
+    if name == "pwl":
+        off = np.abs(np.subtract.outer(x, [100.0, 300.0, 600.0])).min(axis=1) > 1.0
+        x, numeric = x[off], numeric[off]
+    np.testing.assert_allclose(curve.second_derivative(x), numeric, rtol=1e-4, atol=1e-10)
+    assert np.all(curve.second_derivative(x) <= 0)

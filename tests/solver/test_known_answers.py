@@ -104,11 +104,13 @@ def test_conic_and_cut_routes_agree_for_every_family(seed: int, samples: int) ->
 
 
 @pytest.mark.parametrize("seed", range(3))
-def test_logistic_curves_solve_through_the_cut_route_with_a_proven_bound(seed: int) -> None:
+def test_logistic_curves_have_no_conic_form_but_solve_with_a_proven_bound(seed: int) -> None:
     raw = random_problem(200 + seed, families=("logistic", "log"), samples=3)
-    sol = solve(raw)
+    sol = solve(raw, backend="highs")
     assert sol.status is Status.OPTIMAL and sol.backend == "highs-cuts"
     assert (sol.upper_bound - sol.objective) <= 1e-8 * abs(sol.objective)
+    fast = solve(raw)  # the decomposition route handles logistic curves too
+    assert fast.backend == "decomposition" and fast.objective == pytest.approx(sol.objective, rel=1e-8)
     refused = solve(raw, backend="clarabel")
     assert refused.status is Status.ERROR and "no conic form" in refused.message
 
@@ -192,3 +194,25 @@ def test_every_family_gets_a_certified_optimum(family: str) -> None:
     sol = solve(random_problem(300, families=(family, "log"), clv=False))
     assert sol.status is Status.OPTIMAL
     assert sol.gap <= 1e-8 * max(abs(sol.objective), 1.0)
+
+
+SMOOTH = ("log", "exp_saturation", "power", "michaelis_menten", "hill", "logistic")
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"samples": 3}, {"clv": False}, {"budget_mode": "at_most", "objective": "profit", "roi": 1.2},
+     {"n_categories": 6, "n_segments": 10}],
+    ids=["shares+clv", "posterior", "shares", "at_most-profit", "60-cells"],
+)
+@pytest.mark.parametrize("seed", range(3))
+def test_decomposition_agrees_with_the_cut_route_and_closes_the_gap(seed: int, options: dict[str, Any]) -> None:
+    raw = random_problem(400 + seed, families=SMOOTH, **options)
+    fast = solve(raw, backend="decomposition")
+    cuts = solve(raw, backend="highs")
+    assert fast.status is cuts.status
+    if fast.status is Status.OPTIMAL:
+        assert fast.objective == pytest.approx(cuts.objective, rel=1e-8)
+        assert fast.gap <= 1e-9 * abs(fast.objective) + 1e-9
+        for name in ("budget",):
+            assert getattr(fast.duals, name) == pytest.approx(getattr(cuts.duals, name), rel=1e-5, abs=1e-9)
