@@ -628,13 +628,16 @@ class CurveBatch:
                 out[g.index] = _evaluate_group(g.family, g.params, x[g.index][:, None], order)
                 continue
             keep = where[g.index]
-            if not keep.any():
+            count = int(np.count_nonzero(keep))
+            if count == 0:
                 continue
-            if keep.all():
-                out[g.index] = _evaluate_group(g.family, g.params, x[g.index][:, None], order)
+            if count > 0.3 * keep.size:  # gathering parameters would cost more than it saves
+                values = _evaluate_group(g.family, g.params, x[g.index][:, None], order)
+                out[g.index] = np.where(keep, values, 0.0)
                 continue
-            idx = g.index[keep]
-            params = {k: v[keep] for k, v in g.params.items()}
+            rows = np.flatnonzero(keep)
+            idx = g.index[rows]
+            params = {k: v.take(rows, axis=0) for k, v in g.params.items()}
             out[idx] = _evaluate_group(g.family, params, x[idx][:, None], order)
         return out
 

@@ -100,66 +100,73 @@ def respond(model: ArrayModel, price: FloatArray, weight: FloatArray, start: Flo
     ``h(y) > 0`` and ``L(y) - h(y) (y - lo)`` otherwise, with ``[lo, hi]`` the final bracket.
     """
     lower, upper_b = model.lower, model.upper
+    n = model.n
     weighted = weight > 0
     any_weight = bool(np.any(weighted))
-
-    def slope(y: FloatArray, where: NDArray[np.bool_] | None = None) -> FloatArray:
-        d = model.drev(y, where) - price
-        if not any_weight:
-            return d
-        with np.errstate(invalid="ignore"):  # 0 weight x infinite slope at 0 counts as 0
-            return d + np.where(weighted, weight * model.dacq_value(y, where), 0.0)
-
-    def curvature(y: FloatArray, where: NDArray[np.bool_] | None = None) -> FloatArray:
-        d2 = model.d2rev(y, where)
-        if any_weight:
-            with np.errstate(invalid="ignore"):
-                d2 = d2 + np.where(weighted, weight * model.d2acq_value(y, where), 0.0)
-        return -d2
 
     def value(y: FloatArray) -> FloatArray:
         v = model.rev(y) - price * y
         return v + weight * model.acq_value(y) if any_weight else v
 
-    s_lower = slope(lower)
-    at_lower = s_lower <= 0
-    s_upper = slope(upper_b, ~at_lower)
-    at_upper = ~at_lower & (s_upper >= 0)
-    interior = ~(at_lower | at_upper)
+    # The bracket starts as the bounds, whose slopes are unknown: a Newton target beyond a bound is
+    # clamped to it, and the next round either stops there (the slope points outwards) or uses
+    # the bound as a bracket end. No round is spent on cells that never reach a bound.
     lo, hi = lower.copy(), upper_b.copy()
-    if start is None:
-        y = 0.5 * (lower + upper_b)
-    else:
-        y = np.where((start > lower) & (start < upper_b), start, 0.5 * (lower + upper_b))
-    y = np.where(interior, y, np.where(at_lower, lower, upper_b))
-    active = interior.copy()
-    h = np.zeros(model.n)
-    for _ in range(_NEWTON_ROUNDS):
-        if not active.any():
+    mid = 0.5 * (lower + upper_b)
+    y = mid if start is None else np.where((start >= lower) & (start <= upper_b), start, mid)
+    h, c, dacq = np.zeros(n), np.zeros(n), np.zeros(n)
+    c_known = np.zeros(n, dtype=bool)
+    at_lower, at_upper = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
+    active = np.ones(n, dtype=bool)
+
+    def evaluate_slope() -> None:
+        nonlocal h, dacq, lo, hi
+        d = model.drev(y, active) - price
+        if any_weight:
+            da = model.dacq_value(y, active)
+            dacq = np.where(active, da, dacq)
+            with np.errstate(invalid="ignore"):  # 0 weight x infinite slope at 0 counts as 0
+                d = d + np.where(weighted, weight * da, 0.0)
+        h = np.where(active, d, h)
+        lo = np.where(active & (h > 0), y, lo)
+        hi = np.where(active & (h <= 0), y, hi)
+
+    for round_ in range(_NEWTON_ROUNDS):
+        evaluate_slope()
+        stop_up = active & (y >= upper_b) & (h >= 0)
+        stop_low = active & (y <= lower) & (h <= 0)
+        flat = np.isfinite(h) & (np.abs(h) <= 1e-15 * (np.abs(price) + np.abs(h + price) + 1e-300))
+        narrow = hi - lo <= 4e-16 * (np.abs(hi) + 1e-300)
+        at_upper |= stop_up
+        at_lower |= stop_low & ~stop_up
+        active &= ~(stop_up | stop_low | flat | narrow)
+        if not active.any() or round_ == _NEWTON_ROUNDS - 1:
             break
-        h_new = slope(y, active)
-        h = np.where(active, h_new, h)
-        up = active & (h > 0)
-        down = active & (h <= 0)
-        lo = np.where(up, y, lo)
-        hi = np.where(down, y, hi)
-        scale_h = 1e-15 * (np.abs(price) + np.abs(h + price) + 1e-300)
-        done = (np.abs(h) <= scale_h) | (hi - lo <= 4e-16 * (np.abs(hi) + 1e-300))
-        active &= ~done
-        if not active.any():
-            break
-        c = curvature(y, active)
+        d2 = model.d2rev(y, active)
+        if any_weight:
+            with np.errstate(invalid="ignore"):
+                d2 = d2 + np.where(weighted, weight * model.d2acq_value(y, active), 0.0)
+        c = np.where(active, -d2, c)
+        c_known |= active
         with np.errstate(divide="ignore", invalid="ignore"):
-            step = y + h / c
-        ok = np.isfinite(step) & (step > lo) & (step < hi) & (c > 0)
-        y = np.where(active, np.where(ok, step, 0.5 * (lo + hi)), y)
+            target = np.clip(y + h / c, lower, upper_b)
+        ok = np.isfinite(target) & (c > 0) & (target >= lo) & (target <= hi) & (target != y)
+        if round_ % 4 == 3:  # a bisection now and then: Newton can cycle across a kink
+            ok &= False
+        y = np.where(active, np.where(ok, target, 0.5 * (lo + hi)), y)
+    interior = ~(at_lower | at_upper)
     v = value(y)
     with np.errstate(invalid="ignore"):
         bound = np.where(h > 0, v + h * (hi - y), v - h * (y - lo))
     bound = np.where(interior, bound, v)
-    curv = np.where(interior, curvature(y, interior), 0.0)
-    dacq = model.dacq_value(y, interior) if any_weight else np.zeros(model.n)
-    return Responses(y, bound, interior, np.nan_to_num(curv, posinf=0.0), dacq)
+    missing = interior & ~c_known
+    if missing.any():
+        d2 = model.d2rev(y, missing)
+        if any_weight:
+            d2 = d2 + np.where(weighted, weight * model.d2acq_value(y, missing), 0.0)
+        c = np.where(missing, -d2, c)
+    curv = np.where(interior & np.isfinite(c), c, 0.0)
+    return Responses(y, bound, interior, curv, dacq)
 
 
 def best_responses(

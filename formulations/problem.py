@@ -247,14 +247,16 @@ def _parse_problem(data: Mapping[str, Any]) -> Problem:
         ratio = None
         if r.get("min_clv_cac_ratio") is not None:
             ratio = number(r["min_clv_cac_ratio"], f"{where}.min_clv_cac_ratio", minimum=0.0, strict=True)
-            lacking = np.flatnonzero((table.segment == seg) & ~table.has_acquisitions)
-            if lacking.size:
-                i = int(lacking[0])
-                raise ProblemError(
-                    f"cells[{i}] ({table.category[i]} / {seg}): segment {seg!r} has a CLV/CAC rule, "
-                    "so this cell needs an 'acquisitions' curve (new customers as a function of spend)"
-                )
         segments[seg] = SegmentRule(clv, ratio)
+    ruled = [s for s, rule in segments.items() if rule.min_clv_cac_ratio is not None]
+    lacking = np.flatnonzero(~table.has_acquisitions & pd.Series(table.segment).isin(ruled).to_numpy())
+    if lacking.size:
+        i = int(lacking[0])
+        seg = table.segment[i]
+        raise ProblemError(
+            f"cells[{i}] ({table.category[i]} / {seg}): segment {seg!r} has a CLV/CAC rule, "
+            "so this cell needs an 'acquisitions' curve (new customers as a function of spend)"
+        )
 
     return Problem(
         budget=budget,
