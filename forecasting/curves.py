@@ -68,6 +68,11 @@ class Family(ABC):
     @abstractmethod
     def second_derivative(x: FloatArray, p: Mapping[str, FloatArray]) -> FloatArray: ...
 
+    @classmethod
+    def slopes(cls, x: FloatArray, p: Mapping[str, FloatArray]) -> tuple[FloatArray, FloatArray]:
+        """First and second derivative together (families override it to share work)."""
+        return cls.derivative(x, p), cls.second_derivative(x, p)
+
     @staticmethod
     @abstractmethod
     def time_scaled(p: Mapping[str, FloatArray], periods: float) -> dict[str, FloatArray]:
@@ -99,6 +104,12 @@ class LogFamily(Family):
     def second_derivative(x, p):
         return -p["a"] / (p["b"] + x) ** 2
 
+    @classmethod
+    def slopes(cls, x, p):
+        t = 1.0 / (p["b"] + x)
+        d1 = p["a"] * t
+        return d1, -d1 * t
+
     @staticmethod
     def time_scaled(p, periods):
         return {"a": p["a"] * periods, "b": p["b"] * periods}
@@ -120,6 +131,12 @@ class ExpSaturationFamily(Family):
     @staticmethod
     def second_derivative(x, p):
         return -(p["a"] / p["b"] ** 2) * np.exp(-x / p["b"])
+
+    @classmethod
+    def slopes(cls, x, p):
+        inv_b = 1.0 / p["b"]
+        d1 = p["a"] * inv_b * np.exp(-x * inv_b)
+        return d1, -d1 * inv_b
 
     @staticmethod
     def time_scaled(p, periods):
@@ -146,6 +163,13 @@ class PowerFamily(Family):
             d2 = p["a"] * p["p"] * (p["p"] - 1.0) * np.power(x, p["p"] - 2.0)
         return np.where(p["p"] == 1.0, 0.0, d2)
 
+    @classmethod
+    def slopes(cls, x, p):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            d1 = p["a"] * p["p"] * np.power(x, p["p"] - 1.0)
+            d2 = np.where(p["p"] == 1.0, 0.0, d1 * (p["p"] - 1.0) / x)
+        return d1, d2
+
     @staticmethod
     def time_scaled(p, periods):
         return {"a": p["a"] * periods ** (1.0 - p["p"]), "p": p["p"]}
@@ -171,6 +195,13 @@ class MichaelisMentenFamily(Family):
     def second_derivative(x, p):
         u = x / p["scale"]
         return -2.0 * p["alpha"] * p["lam"] / (p["lam"] + u) ** 3 / p["scale"] ** 2
+
+    @classmethod
+    def slopes(cls, x, p):
+        inv_s = 1.0 / p["scale"]
+        t = 1.0 / (p["lam"] + x * inv_s)
+        d1 = p["alpha"] * p["lam"] * inv_s * t * t
+        return d1, -2.0 * d1 * t * inv_s
 
     @staticmethod
     def time_scaled(p, periods):
@@ -621,34 +652,41 @@ class CurveBatch:
         """Second derivatives at spends ``x`` (shape (n,)); 0 on linear pieces."""
         return self._apply(x, 2, where)
 
-    def _apply(self, x: FloatArray, order: int, where: NDArray[np.bool_] | None) -> FloatArray:
-        out = np.zeros(self.n)
+    def slopes_at(self, x: FloatArray, where: NDArray[np.bool_] | None = None) -> tuple[FloatArray, FloatArray]:
+        """First and second derivatives at ``x`` in one pass (shape (n,) each)."""
+        d1, d2 = self._apply(x, 3, where, outputs=2)
+        return d1, d2
+
+    def _apply(self, x: FloatArray, order: int, where: NDArray[np.bool_] | None, outputs: int = 1) -> Any:
+        outs = [np.zeros(self.n) for _ in range(outputs)]
         for g in self.groups:
             if where is None:
-                out[g.index] = _evaluate_group(g.family, g.params, x[g.index][:, None], order)
-                continue
-            keep = where[g.index]
-            count = int(np.count_nonzero(keep))
-            if count == 0:
-                continue
-            if count > 0.3 * keep.size:  # gathering parameters would cost more than it saves
-                values = _evaluate_group(g.family, g.params, x[g.index][:, None], order)
-                out[g.index] = np.where(keep, values, 0.0)
-                continue
-            rows = np.flatnonzero(keep)
-            idx = g.index[rows]
-            params = {k: v.take(rows, axis=0) for k, v in g.params.items()}
-            out[idx] = _evaluate_group(g.family, params, x[idx][:, None], order)
-        return out
+                idx, params, keep = g.index, g.params, None
+            else:
+                keep = where[g.index]
+                count = int(np.count_nonzero(keep))
+                if count == 0:
+                    continue
+                if count > 0.3 * keep.size:  # gathering parameters would cost more than it saves
+                    idx, params = g.index, g.params
+                else:
+                    rows = np.flatnonzero(keep)
+                    idx, params, keep = g.index[rows], {k: v.take(rows, axis=0) for k, v in g.params.items()}, None
+            values = _evaluate_group(g.family, params, x[idx][:, None], order)
+            for out, v in zip(outs, values if outputs > 1 else (values,)):
+                out[idx] = v if keep is None else np.where(keep, v, 0.0)
+        return tuple(outs) if outputs > 1 else outs[0]
 
 
 def _evaluate_group(family: str, params: Mapping[str, FloatArray], x: FloatArray, order: int) -> FloatArray:
-    """Value (order 0), derivative (1) or second derivative (2) of m curves of one family at
+    """Value (order 0), derivative (1), second derivative (2) or both derivatives (3) of m curves of one family at
     ``x`` of shape (m, 1) (or (k, 1) against one curve).
 
     ``params`` are (m, S) arrays, or the pwl lines of :func:`_pwl_lines`; returns shape (m,).
     """
     if family == PWL:
+        if order == 3:
+            return _evaluate_group(family, params, x, 1), np.zeros(x.shape[0])
         if order == 2:
             return np.zeros(x.shape[0])
         vals = params["intercept"] + params["slope"] * x
@@ -658,8 +696,14 @@ def _evaluate_group(family: str, params: Mapping[str, FloatArray], x: FloatArray
         slopes = np.broadcast_to(params["slope"], vals.shape)
         return np.take_along_axis(slopes, k[:, None], axis=1)[:, 0]
     fam = PARAMETRIC_FAMILIES[family]
+    if order == 3:
+        return tuple(_sample_mean(v) for v in fam.slopes(x, params))
     f = (fam.value, fam.derivative, fam.second_derivative)[order]
-    values = np.asarray(f(x, params), dtype=np.float64)
+    return _sample_mean(f(x, params))
+
+
+def _sample_mean(values: FloatArray) -> FloatArray:
+    values = np.asarray(values, dtype=np.float64)
     return values[:, 0] if values.shape[1] == 1 else values.mean(axis=1)
 
 

@@ -203,12 +203,13 @@ def solve_decomposition(model: ArrayModel, max_rounds: int = _MAX_ROUNDS) -> Rou
     resp, g, res = dual.evaluate(st)
     st.y = resp.y
     for rounds in range(1, max_rounds + 1):
+        # Rules join the binding set as soon as the plan breaks them (at multiplier 0, so g and
+        # the plan are unchanged) and leave it when their multiplier reaches 0 while they hold.
+        changed = _update_active_set(st, res, model.equal_budget)
         grad = dual.active_gradient(st, res)
         if grad.size == 0 or np.max(np.abs(grad)) <= _TOL:
-            if not _update_active_set(st, res, model.equal_budget):
+            if not changed:
                 return RouteResult(RouteStatus.CONVERGED, BACKEND, resp.y, _multipliers(st), rounds)
-            resp, g, res = dual.evaluate(st)
-            st.y = resp.y
             continue
         step = -_solve_newton(dual.hessian(st, resp), grad, n_core=int(st.lam_on) + int(np.count_nonzero(st.side)))
         # Newton on g (convex): accept a step that lowers g or shrinks the binding residuals.
@@ -224,8 +225,6 @@ def solve_decomposition(model: ArrayModel, max_rounds: int = _MAX_ROUNDS) -> Rou
             t *= 0.5
         st, resp, g, res = trial, t_resp, t_g, t_res
         st.y = resp.y
-        # A multiplier pushed to zero by the projection leaves the set if its rule now holds.
-        _update_active_set(st, res, model.equal_budget) if _hit_zero(st) else None
     return RouteResult(RouteStatus.ITERATION_LIMIT, BACKEND, None, _multipliers(st), max_rounds,
                        f"the dual Newton method did not settle in {max_rounds} rounds")
 
@@ -246,11 +245,6 @@ def _solve_newton(h: FloatArray, grad: FloatArray, n_core: int) -> FloatArray:
     except np.linalg.LinAlgError:
         x_core = g_core
     return np.concatenate([x_core, (g_clv - b.T @ x_core) / d])
-
-
-def _hit_zero(st: _State) -> bool:
-    return bool(np.any((st.side != 0) & (st.nu == 0.0)) or np.any(st.mu_on & (st.mu == 0.0))
-                or (st.lam_on and st.lam == 0.0))
 
 
 def _multipliers(st: _State) -> Multipliers:

@@ -118,42 +118,45 @@ def respond(model: ArrayModel, price: FloatArray, weight: FloatArray, start: Flo
     c_known = np.zeros(n, dtype=bool)
     at_lower, at_upper = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
     active = np.ones(n, dtype=bool)
-
-    def evaluate_slope() -> None:
-        nonlocal h, dacq, lo, hi
-        d = model.drev(y, active) - price
+    step_prev = np.full(n, np.inf)
+    for round_ in range(_NEWTON_ROUNDS):
+        d1, d2 = model.rev_slopes(y, active)
+        d = d1 - price
         if any_weight:
-            da = model.dacq_value(y, active)
-            dacq = np.where(active, da, dacq)
+            a1, a2 = model.acq_slopes(y, active)
+            dacq = np.where(active, a1, dacq)
             with np.errstate(invalid="ignore"):  # 0 weight x infinite slope at 0 counts as 0
-                d = d + np.where(weighted, weight * da, 0.0)
+                d = d + np.where(weighted, weight * a1, 0.0)
+                d2 = d2 + np.where(weighted, weight * a2, 0.0)
         h = np.where(active, d, h)
+        c = np.where(active, -d2, c)
+        c_known |= active
         lo = np.where(active & (h > 0), y, lo)
         hi = np.where(active & (h <= 0), y, hi)
-
-    for round_ in range(_NEWTON_ROUNDS):
-        evaluate_slope()
         stop_up = active & (y >= upper_b) & (h >= 0)
         stop_low = active & (y <= lower) & (h <= 0)
         flat = np.isfinite(h) & (np.abs(h) <= 1e-15 * (np.abs(price) + np.abs(h + price) + 1e-300))
         narrow = hi - lo <= 4e-16 * (np.abs(hi) + 1e-300)
+        # A bracket that shrank onto a bound never evaluated there: the cell sits at that bound.
+        stop_up |= active & narrow & (h > 0) & (hi >= upper_b)
+        stop_low |= active & narrow & (h <= 0) & (lo <= lower)
+        y = np.where(stop_up, upper_b, np.where(stop_low, lower, y))
         at_upper |= stop_up
         at_lower |= stop_low & ~stop_up
         active &= ~(stop_up | stop_low | flat | narrow)
         if not active.any() or round_ == _NEWTON_ROUNDS - 1:
             break
-        d2 = model.d2rev(y, active)
-        if any_weight:
-            with np.errstate(invalid="ignore"):
-                d2 = d2 + np.where(weighted, weight * model.d2acq_value(y, active), 0.0)
-        c = np.where(active, -d2, c)
-        c_known |= active
-        with np.errstate(divide="ignore", invalid="ignore"):
-            target = np.clip(y + h / c, lower, upper_b)
-        ok = np.isfinite(target) & (c > 0) & (target >= lo) & (target <= hi) & (target != y)
-        if round_ % 4 == 3:  # a bisection now and then: Newton can cycle across a kink
-            ok &= False
-        y = np.where(active, np.where(ok, target, 0.5 * (lo + hi)), y)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            step = h / c
+            target = np.clip(y + step, lower, upper_b)
+        # Newton while it stays in the bracket and at least halves its step (rtsafe); else
+        # bisect -- Newton can cycle across a kink (pwl curves, cells meeting a bound).
+        at_bound = (target == lower) | (target == upper_b)  # one round settles a cell at its bound
+        ok = (np.isfinite(target) & (c > 0) & (target >= lo) & (target <= hi) & (target != y)
+              & ((np.abs(step) <= 0.5 * step_prev) | at_bound))
+        new_y = np.where(ok, target, 0.5 * (lo + hi))
+        step_prev = np.where(active, np.abs(new_y - y), step_prev)
+        y = np.where(active, new_y, y)
     interior = ~(at_lower | at_upper)
     v = value(y)
     with np.errstate(invalid="ignore"):

@@ -88,6 +88,17 @@ class ArrayModel:
         """Second derivative of :meth:`rev` (<= 0)."""
         return self.revenue.second_derivative_at(y * self.money_scale, where) * self.money_scale**2 / self.value_scale
 
+    def rev_slopes(self, y: FloatArray, where: BoolArray | None = None) -> tuple[FloatArray, FloatArray]:
+        """:meth:`drev` and :meth:`d2rev` in one pass."""
+        d1, d2 = self.revenue.slopes_at(y * self.money_scale, where)
+        return d1 * (self.money_scale / self.value_scale), d2 * (self.money_scale**2 / self.value_scale)
+
+    def acq_slopes(self, y: FloatArray, where: BoolArray | None = None) -> tuple[FloatArray, FloatArray]:
+        """:meth:`dacq_value` and :meth:`d2acq_value` in one pass."""
+        d1, d2 = self.acquisitions.slopes_at(y * self.money_scale, where)
+        coef = self.acq_value_coef
+        return np.where(coef > 0, coef * d1, 0.0), np.where(coef > 0, coef * d2 * self.money_scale, 0.0)
+
     def acq_value(self, y: FloatArray, where: BoolArray | None = None) -> FloatArray:
         """Scaled acquisition value ``v_i(y_i)`` (0 for cells without a CLV/CAC rule)."""
         return self.acq_value_coef * self.acquisitions.value_at(y * self.money_scale, where) / self.money_scale

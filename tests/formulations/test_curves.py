@@ -128,3 +128,16 @@ def test_second_derivative_matches_differences_of_the_derivative(name: str) -> N
         x, numeric = x[off], numeric[off]
     np.testing.assert_allclose(curve.second_derivative(x), numeric, rtol=1e-4, atol=1e-10)
     assert np.all(curve.second_derivative(x) <= 0)
+
+
+@pytest.mark.parametrize("name", SPECS)
+def test_fused_slopes_equal_separate_derivatives(name: str) -> None:
+    batch = CurveBatch([Curve.from_dict(SPECS[name])] * X.size)
+    d1, d2 = batch.slopes_at(X)
+    with np.errstate(invalid="ignore"):
+        np.testing.assert_allclose(d1, batch.derivative_at(X), rtol=1e-13)
+        np.testing.assert_allclose(d2, batch.second_derivative_at(X), rtol=1e-12)
+    where = X > 1.0
+    d1w, _ = batch.slopes_at(X, where)
+    np.testing.assert_allclose(d1w[where], d1[where], rtol=1e-15)
+    assert np.all(d1w[~where] == 0.0)
