@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
-import cvxpy as cp
 import numpy as np
 from numpy.typing import NDArray
 
@@ -24,6 +24,9 @@ from forecasting.curves import PWL, CurveBatch
 from formulations.lagrangian import Multipliers
 from formulations.model import ArrayModel
 from formulations.result import RouteResult, RouteStatus
+
+if TYPE_CHECKING:  # cvxpy is heavy (~60 MB, ~1 s): imported only when this route runs
+    import cvxpy as cp
 
 FloatArray = NDArray[np.float64]
 BACKEND = "clarabel-conic"
@@ -35,13 +38,18 @@ CLARABEL_SETTINGS: Mapping[str, float | int] = {
     "tol_ktratio": 1e-9,
     "max_iter": 400,
 }
-_STATUS = {
-    cp.OPTIMAL: RouteStatus.CONVERGED,
-    cp.OPTIMAL_INACCURATE: RouteStatus.CONVERGED,  # the solver layer's certificate decides
-    cp.INFEASIBLE: RouteStatus.INFEASIBLE,
-    cp.INFEASIBLE_INACCURATE: RouteStatus.INFEASIBLE,
-    cp.USER_LIMIT: RouteStatus.ITERATION_LIMIT,
-}
+
+
+def _status_map() -> dict[str, RouteStatus]:
+    import cvxpy as cp
+
+    return {
+        cp.OPTIMAL: RouteStatus.CONVERGED,
+        cp.OPTIMAL_INACCURATE: RouteStatus.CONVERGED,  # the solver layer's certificate decides
+        cp.INFEASIBLE: RouteStatus.INFEASIBLE,
+        cp.INFEASIBLE_INACCURATE: RouteStatus.INFEASIBLE,
+        cp.USER_LIMIT: RouteStatus.ITERATION_LIMIT,
+    }
 
 
 def supports(model: ArrayModel) -> bool:
@@ -55,6 +63,8 @@ def _hypograph_rows(batch: CurveBatch, y: cp.Expression, z: cp.Expression, z_pos
 
     ``out_factor`` has one entry per cell (shape (n,)); cells whose curve is None get no row.
     """
+    import cvxpy as cp
+
     rows: list[cp.Constraint] = []
     for g in batch.groups:
         idx = g.index
@@ -93,6 +103,8 @@ def _hypograph_rows(batch: CurveBatch, y: cp.Expression, z: cp.Expression, z_pos
 def _per_exponent(family: str, p: Mapping[str, FloatArray], s: int, w: FloatArray,
                   yg: cp.Expression, money_scale: float) -> cp.Expression:
     """Power-cone terms; cvxpy's power atom takes one exponent, so cells are grouped by exponent."""
+    import cvxpy as cp
+
     expo = p["p" if family == "power" else "slope"][:, s]
     parts = []
     selectors = []
@@ -122,6 +134,8 @@ def _per_exponent(family: str, p: Mapping[str, FloatArray], s: int, w: FloatArra
 
 def build_conic(model: ArrayModel) -> tuple[cp.Problem, dict[str, object]]:
     """The cvxpy problem of ``model`` and a handle dict (variables and rule constraints)."""
+    import cvxpy as cp
+
     n = model.n
     y = cp.Variable(n, name="spend")
     t = cp.Variable(n, name="revenue")
@@ -157,6 +171,8 @@ def solve_conic(model: ArrayModel) -> RouteResult:
         missing = sorted((model.revenue.families() | model.acquisitions.families()) - CONIC_FAMILIES)
         return RouteResult(RouteStatus.ERROR, BACKEND,
                            message=f"families {missing} have no conic form; use the 'highs' backend")
+    import cvxpy as cp
+
     problem, h = build_conic(model)
     try:
         with warnings.catch_warnings():
@@ -165,7 +181,7 @@ def solve_conic(model: ArrayModel) -> RouteResult:
             problem.solve(solver=cp.CLARABEL, **CLARABEL_SETTINGS)
     except cp.error.SolverError as e:
         return RouteResult(RouteStatus.ERROR, BACKEND, message=f"Clarabel failed: {e}")
-    status = _STATUS.get(problem.status, RouteStatus.ERROR)
+    status = _status_map().get(problem.status, RouteStatus.ERROR)
     iterations = int(problem.solver_stats.num_iters or 0) if problem.solver_stats else 0
     if status is not RouteStatus.CONVERGED:
         return RouteResult(status, BACKEND, iterations=iterations, message=f"Clarabel status: {problem.status}")

@@ -189,7 +189,7 @@ def _inner_plan(model: ArrayModel, rev_points: list[list[float]], acq_points: li
     lp.add_tangents(np.repeat(every, rev.shape[1]), rev.ravel(), acquisition=False)
     clv = lp.clv_cells
     if clv.size:
-        acq = np.hstack([_padded(acq_points, clv, model.upper[clv]), model.lower[clv][:, None]])
+        acq = np.hstack([_padded(acq_points, clv, model.upper), model.lower[clv][:, None]])
         acq.sort(axis=1)
         values = np.empty_like(acq)
         full = model.lower.copy()

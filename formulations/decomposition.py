@@ -194,12 +194,28 @@ def _initial_state(model: ArrayModel) -> _State:
     return _State(lam, np.zeros(k), np.zeros(r), model.equal_budget, np.zeros(k, np.int8), np.zeros(r, bool))
 
 
-def solve_decomposition(model: ArrayModel, max_rounds: int = _MAX_ROUNDS) -> RouteResult:
-    """Solve ``model`` by the active-set dual Newton method (see the module docstring)."""
+def _warm_state(model: ArrayModel, start: RouteResult) -> _State:
+    """Start from another budget's answer: its multipliers, binding rules and plan."""
+    mult = start.multipliers
+    assert mult is not None
+    nu = mult.share_max - mult.share_min
+    lam_on = model.equal_budget or mult.budget > 0
+    return _State(float(mult.budget) if lam_on else 0.0, nu.copy(), mult.clv.copy(), lam_on,
+                  np.sign(nu).astype(np.int8), mult.clv > 0, None if start.y is None else start.y.copy())
+
+
+def solve_decomposition(model: ArrayModel, max_rounds: int = _MAX_ROUNDS,
+                        start: RouteResult | None = None) -> RouteResult:
+    """Solve ``model`` by the active-set dual Newton method (see the module docstring).
+
+    ``start``: a converged result of a nearby model in the same units (e.g. the previous budget
+    of a sweep, :meth:`ArrayModel.rebudget`); its multipliers and plan are the starting point.
+    """
     if not supports(model):
         return RouteResult(RouteStatus.ERROR, BACKEND, message="linear or pwl curves need the 'highs' or 'clarabel' backend")
     dual = _Dual(model)
-    st = _initial_state(model)
+    warm = start is not None and start.multipliers is not None and start.status is RouteStatus.CONVERGED
+    st = _warm_state(model, start) if warm else _initial_state(model)  # type: ignore[arg-type]
     resp, g, res = dual.evaluate(st)
     st.y = resp.y
     for rounds in range(1, max_rounds + 1):

@@ -27,8 +27,12 @@ def _pct(x: float) -> str:
     return f"{100 * x:.4g} %"
 
 
-def precheck(model: ArrayModel) -> list[str]:
-    """Conflicts visible without solving; each entry names the rules involved. Empty if none."""
+def precheck(model: ArrayModel, clv: bool = True) -> list[str]:
+    """Conflicts visible without solving; each entry names the rules involved. Empty if none.
+
+    ``clv=False`` skips the CLV/CAC reachability check (one best-response computation), for
+    callers that already know its answer (see :func:`clv_depends_on_budget`).
+    """
     out: list[str] = []
     budget = model.budget
     problem = model.problem
@@ -63,11 +67,19 @@ def precheck(model: ArrayModel) -> list[str]:
             out.append(f"the category maximum shares and cell caps allow at most "
                        f"{_money(model, float(capacity.sum()))} of spend, less than the budget "
                        f"{_money(model, budget)} that budget_mode 'equal' must spend")
-    out.extend(_unreachable_clv(model))
+    if clv:
+        out.extend(unreachable_clv(model))
     return out
 
 
-def _unreachable_clv(model: ArrayModel) -> list[str]:
+def clv_depends_on_budget(model: ArrayModel) -> bool:
+    """Whether CLV/CAC reachability can change with the budget: only through cells of a ruled
+    segment whose spend cap is the budget itself (no ``max_spend``)."""
+    no_cap = np.isnan(model.problem.table.max_spend)
+    return bool(np.any(no_cap & (model.clv_rule_of >= 0)))
+
+
+def unreachable_clv(model: ArrayModel) -> list[str]:
     """Segments whose CLV/CAC rule fails at every spend their cells' bounds allow."""
     if model.clv_segment.size == 0:
         return []

@@ -22,7 +22,7 @@ The class never mutates the problem and holds no solver state.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from numpy.typing import NDArray
@@ -74,6 +74,20 @@ class ArrayModel:
     def dual_to_money(self) -> float:
         """Factor from a scaled dual to money of objective per money of rule slack."""
         return self.value_scale / self.money_scale
+
+    def rebudget(self, budget: float) -> ArrayModel:
+        """The same model at another total budget, in the same units (scales unchanged), so
+        plans and multipliers of one budget are warm starts for the next."""
+        problem = self.problem.with_budget(budget)
+        ratio = budget / self.problem.budget
+        no_cap = np.isnan(problem.table.max_spend)
+        return replace(
+            self,
+            problem=problem,
+            upper=np.where(no_cap, budget / self.money_scale, self.upper),
+            share_lo=self.share_lo * ratio,
+            share_hi=self.share_hi * ratio,
+        )
 
     # --- scaled curve evaluation ---------------------------------------------------------
     def rev(self, y: FloatArray, where: BoolArray | None = None) -> FloatArray:

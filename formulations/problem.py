@@ -122,8 +122,12 @@ class Problem:
         return tuple(pd.unique(self.table.segment))
 
     def with_budget(self, budget: float) -> Problem:
-        """The same problem with another total budget (validated)."""
-        return Problem.from_dict({**self.to_dict(), "budget": budget})
+        """The same problem with another total budget (share rules stay fractions of it).
+
+        Cheap: the cells are shared, not re-read. Bounds that the new budget cannot meet are not
+        an error here; solving reports them as ``infeasible``.
+        """
+        return replace(self, budget=number(budget, "budget", minimum=0.0, strict=True))
 
     def replace(self, **changes: Any) -> Problem:
         """A copy with fields replaced (no re-validation; prefer :meth:`from_dict` for user input)."""

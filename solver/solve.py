@@ -82,7 +82,7 @@ def solve(problem: ProblemLike, backend: str = "auto", options: SolveOptions | N
         result = route.run(model, opts)
         if result.status is RouteStatus.INFEASIBLE:
             return _bare(p, Status.INFEASIBLE, "infeasible: " + conflicting_rules(model), start, route.name)
-        solution = _verified(model, result, opts, start)
+        solution = verified_solution(model, result, opts, start)
         if solution.is_optimal:
             return solution
         failures.append(f"{route.name}: {solution.message}")
@@ -99,7 +99,7 @@ def _bare(p: Problem, status: Status, message: str, start: float, backend: str =
                     budget=p.budget, backend=backend, seconds=time.perf_counter() - start)
 
 
-def _verified(model: ArrayModel, result: RouteResult, opts: SolveOptions, start: float) -> Solution:
+def verified_solution(model: ArrayModel, result: RouteResult, opts: SolveOptions, start: float) -> Solution:
     """Turn a route's answer into a Solution after checking it on the exact curves."""
     p = model.problem
     if result.y is None:

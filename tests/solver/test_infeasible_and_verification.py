@@ -15,7 +15,7 @@ from formulations.problem import Problem
 from formulations.result import RouteResult, RouteStatus
 from instances import random_problem
 from solver import NotOptimalError, SolveOptions, Status, solve
-from solver.solve import _verified
+from solver.solve import verified_solution as _verified
 
 
 def _base() -> dict[str, Any]:

@@ -1,0 +1,176 @@
+"""Baselines run in the same process as the product, on the same instances.
+
+- :func:`slsqp`: scipy's SLSQP on the full problem (what marketing-mix optimizers use); a local
+  method that reports its own idea of success.
+- :func:`clarabel_default`: the exact conic model in cvxpy with Clarabel at default settings.
+- :func:`highs_pieces`: HiGHS interior point on a fixed K-piece linearization (chords through
+  K+1 breakpoints per curve on the cell's spend range -- an inner approximation, so the plan is
+  feasible and its exact objective is below the optimum).
+- :func:`plain_waterfill`: the budget-only problem by closed-form inverse marginal revenue and
+  bisection on the budget price, numpy-vectorized: the physical limit for the simplest case.
+
+Each returns ``(objective in money on the exact curves or nan, note)``; timing is the caller's.
+"""
+
+from __future__ import annotations
+
+import time
+
+import highspy
+import numpy as np
+from numpy.typing import NDArray
+
+from formulations.model import ArrayModel, max_violation
+
+FloatArray = NDArray[np.float64]
+
+
+def slsqp(model: ArrayModel, time_limit: float = 120.0) -> tuple[float, str]:
+    """SLSQP from the even allocation, analytic gradients, rows as vector constraints."""
+    from scipy.optimize import minimize
+
+    n = model.n
+    k, m = model.share_category.size, model.clv_segment.size
+    cat = np.zeros((k, n))
+    for r, c in enumerate(model.share_category):
+        cat[r, model.category_of == c] = 1.0
+    seg = np.zeros((m, n))
+    has = model.clv_rule_of >= 0
+    seg[model.clv_rule_of[has], np.flatnonzero(has)] = 1.0
+    start = time.perf_counter()
+
+    def check_time(_: FloatArray) -> None:
+        if time.perf_counter() - start > time_limit:
+            raise TimeoutError
+
+    cons = [{"type": "eq" if model.equal_budget else "ineq",
+             "fun": lambda y: np.array([model.budget - y.sum()]), "jac": lambda y: -np.ones((1, n))}]
+    if k:
+        cons.append({"type": "ineq", "fun": lambda y: cat @ y - model.share_lo, "jac": lambda y: cat})
+        cons.append({"type": "ineq", "fun": lambda y: model.share_hi - cat @ y, "jac": lambda y: -cat})
+    if m:
+        cons.append({"type": "ineq", "fun": lambda y: model.clv_slack(y),
+                     "jac": lambda y: seg * (model.dacq_value(y) - 1.0)[None, :]})
+    y0 = np.clip(np.full(n, model.budget / n), model.lower, model.upper)
+    try:
+        res = minimize(lambda y: -model.objective(y), y0, jac=lambda y: -(model.drev(y) - model.spend_cost),
+                       bounds=list(zip(model.lower, model.upper)), constraints=cons, method="SLSQP",
+                       callback=check_time, options={"maxiter": 1000, "ftol": 1e-12})
+    except TimeoutError:
+        return float("nan"), f"stopped at the {time_limit:g} s limit"
+    y = np.clip(res.x, model.lower, model.upper)
+    feasible = max_violation(model, y) <= 1e-6
+    note = f"{'success' if res.success else 'failed'} ({res.message}); " + ("feasible" if feasible else "INFEASIBLE plan")
+    return model.objective(y) * model.value_scale, note
+
+
+def clarabel_default(model: ArrayModel) -> tuple[float, str]:
+    """The exact conic model at Clarabel's default tolerances."""
+    import warnings
+
+    import cvxpy as cp
+
+    from formulations.conic import build_conic
+
+    problem, handles = build_conic(model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            problem.solve(solver=cp.CLARABEL)
+        except cp.error.SolverError as e:
+            return float("nan"), f"solver error: {e}"
+    if handles["y"].value is None:  # type: ignore[attr-defined]
+        return float("nan"), f"status {problem.status}"
+    y = np.clip(np.asarray(handles["y"].value), model.lower, model.upper)  # type: ignore[attr-defined]
+    return model.objective(y) * model.value_scale, f"status {problem.status}, violation {max_violation(model, y):.1e}"
+
+
+def highs_pieces(model: ArrayModel, pieces: int) -> tuple[float, str]:
+    """HiGHS interior point on chords through ``pieces + 1`` breakpoints per curve."""
+    n = model.n
+    clv_cells = np.flatnonzero(model.clv_rule_of >= 0)
+    n_a = clv_cells.size
+    inf = highspy.kHighsInf
+    h = highspy.Highs()
+    h.setOptionValue("output_flag", False)
+    h.setOptionValue("solver", "ipm")
+    h.changeObjectiveSense(highspy.ObjSense.kMaximize)
+    cost = np.concatenate([np.full(n, -model.spend_cost), np.ones(n), np.zeros(n_a)])
+    lo = np.concatenate([model.lower, np.full(n + n_a, -inf)])
+    hi = np.concatenate([model.upper, np.full(n + n_a, inf)])
+    h.addCols(cost.size, cost, lo, hi, 0, np.zeros(cost.size, np.int32), np.zeros(0, np.int32), np.zeros(0))
+    rows_lo, rows_hi, starts, index, value = [], [], [], [], []
+
+    def add_row(cols: NDArray[np.int64], vals: FloatArray, low: float, high: float) -> None:
+        starts.append(sum(len(i) for i in index))
+        index.append(cols)
+        value.append(vals)
+        rows_lo.append(low)
+        rows_hi.append(high)
+
+    add_row(np.arange(n), np.ones(n), model.budget if model.equal_budget else -inf, model.budget)
+    for r, c in enumerate(model.share_category):
+        ix = np.flatnonzero(model.category_of == c)
+        add_row(ix, np.ones(ix.size), model.share_lo[r], model.share_hi[r])
+    a_col = np.full(n, -1)
+    a_col[clv_cells] = 2 * n + np.arange(n_a)
+    for r in range(model.clv_segment.size):
+        ix = np.flatnonzero(model.clv_rule_of == r)
+        add_row(np.concatenate([ix, a_col[ix]]), np.concatenate([np.ones(ix.size), -np.ones(ix.size)]), -inf, 0.0)
+    h.addRows(len(rows_lo), np.array(rows_lo), np.array(rows_hi), int(sum(len(i) for i in index)),
+              np.array(starts, np.int32), np.concatenate(index).astype(np.int32), np.concatenate(value))
+    grid = model.lower[:, None] + (model.upper - model.lower)[:, None] * np.linspace(0, 1, pieces + 1)[None, :]
+    for hyp_col, f, cells in ((n + np.arange(n), model.rev, np.arange(n)), (a_col, model.acq_value, clv_cells)):
+        if cells.size == 0:
+            continue
+        values = np.stack([f(grid[:, j]) for j in range(pieces + 1)], axis=1)
+        width = np.diff(grid, axis=1)
+        slope = np.where(width > 0, np.diff(values, axis=1) / np.where(width > 0, width, 1.0), 0.0)
+        icpt = values[:, :-1] - slope * grid[:, :-1]
+        cc = np.repeat(cells, pieces)
+        sl, ic = slope[cells].ravel(), icpt[cells].ravel()
+        k = cc.size
+        idx = np.column_stack([hyp_col[cc], cc]).ravel().astype(np.int32)
+        val = np.column_stack([np.ones(k), -sl]).ravel()
+        h.addRows(k, np.full(k, -inf), ic, idx.size, (2 * np.arange(k)).astype(np.int32), idx, val)
+    h.run()
+    status = h.modelStatusToString(h.getModelStatus())
+    if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+        return float("nan"), status
+    y = np.clip(np.asarray(h.getSolution().col_value)[:n], model.lower, model.upper)
+    return model.objective(y) * model.value_scale, f"{status}, violation {max_violation(model, y):.1e}"
+
+
+def _inverse_marginal(model: ArrayModel, lam: float) -> FloatArray:
+    """Money spend per cell where marginal revenue equals ``lam`` (closed forms), clipped."""
+    x = np.zeros(model.n)
+    for g in model.revenue.groups:
+        p = {k: v[:, 0] for k, v in g.params.items()}
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            if g.family == "log":
+                v = p["a"] / lam - p["b"]
+            elif g.family == "exp_saturation":
+                v = p["b"] * np.log(p["a"] / (p["b"] * lam))
+            elif g.family == "michaelis_menten":
+                v = p["scale"] * (np.sqrt(p["alpha"] * p["lam"] / (p["scale"] * lam)) - p["lam"])
+            elif g.family == "power":
+                v = (lam / (p["a"] * p["p"])) ** (1.0 / (p["p"] - 1.0))
+            else:
+                raise ValueError(f"no closed-form inverse for {g.family}")
+        x[g.index] = v
+    ms = model.money_scale
+    return np.clip(np.nan_to_num(x, nan=0.0, posinf=np.inf), model.lower * ms, model.upper * ms)
+
+
+def plain_waterfill(model: ArrayModel, rounds: int = 80) -> tuple[float, str]:
+    """Budget-only water-filling: bisection on log(lam) with closed-form spends (money units)."""
+    budget = model.budget * model.money_scale
+    lo, hi = -30.0, 30.0  # log of the price, in revenue per dollar
+    for _ in range(rounds):
+        mid = 0.5 * (lo + hi)
+        if _inverse_marginal(model, float(np.exp(mid))).sum() > budget:
+            lo = mid
+        else:
+            hi = mid
+    x = _inverse_marginal(model, float(np.exp(hi)))
+    return float(model.revenue.value_at(x).sum()), f"price {np.exp(hi):.6g}"
