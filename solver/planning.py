@@ -10,6 +10,10 @@ The plan file has the problem file's keys except ``cells`` (cells come from the 
 - ``max_spend_vs_history`` (optional, > 0): caps each cell not listed in ``cell_bounds`` at this
   multiple of its highest spend in any history period, times ``periods`` -- the curves are only
   known where spend has been observed, and this keeps the plan from betting on extrapolation.
+- ``plan_periods`` (optional): the plan's months, ``["2026-01", "2026-02", "2026-03"]``, one per
+  period. The fitted seasonality and trend of those months scale the plan curves
+  (:meth:`forecasting.results.FitResult.plan_curves`); without it the curves are for average
+  months at the level of the end of the history.
 
 Each cell's ``current_spend`` (the status quo) is its spend over the last ``periods`` history
 periods (scaled to a whole plan period if the history is shorter).
@@ -18,6 +22,7 @@ periods (scaled to a whole plan period if the history is shorter).
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -31,7 +36,7 @@ from formulations.problem import Problem, read_structured_file
 from formulations.validate import check_keys, number
 
 PLAN_KEYS = {"version", "name", "budget", "budget_mode", "objective", "category_shares", "segments",
-             "periods", "cell_bounds", "max_spend_vs_history"}
+             "periods", "cell_bounds", "max_spend_vs_history", "plan_periods"}
 
 
 class PlanError(ProblemError):
@@ -50,6 +55,7 @@ def validate_plan(plan: Mapping[str, Any]) -> dict[str, Any]:
         number(plan["periods"], "periods", minimum=0.0, strict=True)
         if plan.get("max_spend_vs_history") is not None:
             number(plan["max_spend_vs_history"], "max_spend_vs_history", minimum=0.0, strict=True)
+        _check_plan_periods(plan)
         bounds = plan.get("cell_bounds", [])
         if not isinstance(bounds, list):
             raise PlanError("cell_bounds: expected a list of {category, segment, min_spend, max_spend}")
@@ -61,6 +67,19 @@ def validate_plan(plan: Mapping[str, Any]) -> dict[str, Any]:
     except ProblemError as e:
         raise PlanError(str(e)) from None
     return dict(plan)
+
+
+def _check_plan_periods(plan: Mapping[str, Any]) -> None:
+    """``plan_periods``: distinct ``YYYY-MM`` months, one per plan period."""
+    labels = plan.get("plan_periods")
+    if labels is None:
+        return
+    expected = f"a list of {plan['periods']} distinct months 'YYYY-MM' (one per plan period)"
+    if not isinstance(labels, list) or len(labels) != plan["periods"] or len(set(map(str, labels))) != len(labels):
+        raise PlanError(f"plan_periods: expected {expected}, got {labels!r}")
+    for i, label in enumerate(labels):
+        if not (isinstance(label, str) and re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", label)):
+            raise PlanError(f"plan_periods[{i}]: expected a month 'YYYY-MM', got {label!r}")
 
 
 def _status_quo(history: pd.DataFrame, periods: float) -> dict[tuple[str, str], float]:
@@ -91,7 +110,8 @@ def build_problem(history: pd.DataFrame, fit: FitResult, plan: Mapping[str, Any]
             raise PlanError(f"segments.{seg}: segment {seg!r} is not in the history "
                             f"(history segments: {sorted(segments)})")
     explicit: dict[tuple[str, str], dict[str, Any]] = {}
-    fitted = fit.curves
+    # time-scaled to the plan; seasonality and trend of plan_periods applied when given
+    fitted = fit.plan_curves(periods, plan.get("plan_periods"))
     for i, b in enumerate(plan.get("cell_bounds", [])):
         key = (b["category"], b["segment"])
         if key not in fitted:
@@ -106,23 +126,28 @@ def build_problem(history: pd.DataFrame, fit: FitResult, plan: Mapping[str, Any]
         cell: dict[str, Any] = {
             "category": key[0],
             "segment": key[1],
-            "revenue": curves.revenue.time_scaled(periods).to_dict(),
+            "revenue": curves.revenue.to_dict(),
             "current_spend": status_quo.get(key, 0.0),
         }
         if curves.acquisitions is not None:
-            cell["acquisitions"] = curves.acquisitions.time_scaled(periods).to_dict()
+            cell["acquisitions"] = curves.acquisitions.to_dict()
         if multiple is not None and key not in explicit:
             cell["max_spend"] = float(multiple) * float(peak[key]) * periods
         cell |= explicit.get(key, {})
         cells.append(cell)
-    problem = {k: v for k, v in plan.items() if k not in ("periods", "cell_bounds", "max_spend_vs_history")}
+    problem = {k: v for k, v in plan.items()
+               if k not in ("periods", "cell_bounds", "max_spend_vs_history", "plan_periods")}
     problem["cells"] = cells
     return Problem.from_dict(problem)
 
 
-def fit_problem(history: str | Path | pd.DataFrame, plan: str | Path | Mapping[str, Any]) -> tuple[Problem, FitResult]:
-    """Read and validate the history and the plan, fit every cell, and build the problem."""
+def fit_problem(history: str | Path | pd.DataFrame, plan: str | Path | Mapping[str, Any],
+                **fit_options: Any) -> tuple[Problem, FitResult]:
+    """Read and validate the history and the plan, fit every cell, and build the problem.
+
+    ``fit_options`` go to :func:`forecasting.fit.fit_curves` (e.g. ``bootstrap=100``).
+    """
     frame = read_history(history)
     plan_dict = read_plan(plan) if isinstance(plan, (str, Path)) else validate_plan(plan)
-    fit = fit_curves(frame)
+    fit = fit_curves(frame, **fit_options)
     return build_problem(frame, fit, plan_dict), fit

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +9,7 @@ import pandas as pd
 import pytest
 
 from forecasting.curves import Curve
+from forecasting.crossval import MIN_TRAIN
 from forecasting.fit import DEFAULT_FAMILIES, MIN_PERIODS, FitError, fit_curves, fit_response
 from forecasting.history import HistoryError, read_history
 from forecasting.shapes import params_through
@@ -47,12 +47,17 @@ def test_recovers_true_curves_at_half_one_and_twice_the_mean_spend(low_noise, ou
     assert np.median(errors[:, 1]) < 0.005  # at the mean spend itself
 
 
+def dominant(fit) -> str:
+    """The member with the largest weight of a fit (its family when a single family won)."""
+    return max(fit.weights, key=fit.weights.get)
+
+
 def test_family_is_the_true_one_or_predicts_as_well_on_the_held_out_block(low_noise):
     history, truth, result = low_noise
     exact = 0
     for cell in result:
         true = truth.curves[cell.key].revenue
-        if cell.revenue.family == true.family:
+        if dominant(cell.revenue) == true.family:
             exact += 1
             continue
         rows = history[(history["category"] == cell.category) & (history["segment"] == cell.segment)]
@@ -90,14 +95,11 @@ def test_robust_loss_resists_an_outlier_month():
     assert relative_errors(fit.curve, true, np.array([2500.0, 5000.0, 10000.0])).max() < 0.03
 
 
-def test_bundled_sample_fit_time_and_accuracy():
+def test_bundled_sample_fit_accuracy():
+    # Speed is measured in benchmarks/, never asserted here.
     history = read_history(SAMPLE / "email_history.csv")
     truth = read_true_curves(SAMPLE / "true_curves.json")
-    started = time.perf_counter()
     result = fit_curves(history)
-    elapsed = time.perf_counter() - started
-    print(f"bundled sample: {len(result)} cells fitted in {elapsed:.2f} s")
-    assert elapsed < 20.0  # about 2-4 s on 2 cores; generous for loaded CI machines
     at_mean = [
         relative_errors(c.revenue.curve, truth.curves[c.key].revenue, np.array([c.mean_spend]))[0]
         for c in result
@@ -112,15 +114,23 @@ def test_bundled_sample_fit_time_and_accuracy():
 
 def test_result_contents(low_noise):
     history, truth, result = low_noise
-    assert len(result) == 30 and result.families == DEFAULT_FAMILIES and result.holdout == 6
+    # default: one-step-ahead rolling origin over the last 12 periods
+    assert len(result) == 30 and result.families == DEFAULT_FAMILIES and result.holdout == 12
     assert list(result.curves) == sorted(truth.curves)
     cell = result[("advertising", "vip")]
     rows = history[(history["category"] == "advertising") & (history["segment"] == "vip")]
-    assert cell.n_periods == 36 and cell.holdout_periods == 6
+    assert cell.n_periods == 36 and cell.holdout_periods == 12 and cell.route == "fit"
     assert cell.mean_spend == pytest.approx(rows["spend"].mean())
     assert cell.last_spend == rows.sort_values("period")["spend"].iloc[-1]
-    assert set(cell.revenue.candidates) == set(DEFAULT_FAMILIES)
-    assert cell.revenue.holdout_wape == cell.revenue.candidates[cell.revenue.family]
+    for fit in (cell.revenue, cell.acquisitions):
+        assert set(fit.candidates) == set(DEFAULT_FAMILIES)
+        assert sum(fit.weights.values()) == pytest.approx(1.0)
+        assert set(fit.weights) <= set(DEFAULT_FAMILIES) and not fit.pooled
+        # the combination's held-out error is at most the weighted mean of its members' errors
+        # (triangle inequality), and no worse than the worst member
+        bound = sum(w * fit.candidates[f] for f, w in fit.weights.items())
+        assert fit.holdout_wape <= bound + 1e-12
+        assert fit.family == (dominant(fit) if len(fit.weights) == 1 else "average")
     assert result.curves[cell.key].revenue is cell.revenue.curve
     assert result.curves[cell.key].acquisitions is cell.acquisitions.curve
     for pair in result.curves.values():  # valid problem-file curves
@@ -137,8 +147,12 @@ def test_table(low_noise):
     assert list(table.columns[:6]) == [
         "category", "segment", "n_periods", "holdout_periods", "mean_spend", "last_spend",
     ]
-    assert table["revenue_family"].isin(DEFAULT_FAMILIES).all()
-    assert table["acquisitions_family"].isin(DEFAULT_FAMILIES).all()
+    for outcome in ("revenue", "acquisitions"):
+        assert table[f"{outcome}_curve_family"].isin(DEFAULT_FAMILIES + ("pwl",)).all()
+        described = table[f"{outcome}_family"]
+        assert (described.isin(DEFAULT_FAMILIES) | described.str.startswith("average(")).all()
+        assert table[f"{outcome}_coverage"].between(0.0, 1.0).all()
+    assert (table["status"] == "fitted").all() and (table["reason"] == "").all()
     assert (table["revenue_holdout_wape"] < 0.05).all() and (table["revenue_holdout_mape"] < 0.05).all()
     assert table["roi_at_mean"].between(1.4, 6.5).all()
     assert (table["marginal_roi_at_last"] > 0).all() and (table["cac_at_mean"] > 0).all()
@@ -158,17 +172,20 @@ def small_history(n: int = 8, **columns) -> pd.DataFrame:
 
 
 def test_history_without_new_customers_gives_no_acquisition_curves():
-    result = fit_curves(small_history())
+    result = fit_curves(small_history(14))
     cell = result[("advertising", "vip")]
     assert cell.acquisitions is None and result.curves[cell.key].acquisitions is None
-    assert cell.holdout_periods == 8 // 3
+    assert cell.holdout_periods == 14 - MIN_TRAIN  # the first fold keeps MIN_TRAIN periods
     assert result.table()["acquisitions_family"].isna().all()
 
 
-def test_single_family_and_holdout_options():
-    result = fit_curves(small_history(12), families=["exp_saturation"], holdout=2)
+def test_single_family_and_cv_options():
+    result = fit_curves(small_history(14), families=["exp_saturation"], cv_folds=2, cv_horizon=1)
     assert result[("advertising", "vip")].revenue.family == "exp_saturation"
+    assert result[("advertising", "vip")].revenue.curve.family == "exp_saturation"
     assert result[("advertising", "vip")].holdout_periods == 2
+    two_step = fit_curves(small_history(14), families=["log"], cv_folds=2, cv_horizon=3)
+    assert two_step[("advertising", "vip")].holdout_periods == 6
 
 
 # --------------------------------------------------------------------------------------------
@@ -183,9 +200,36 @@ def test_too_few_periods():
     assert f"only {MIN_PERIODS - 1} period(s); at least {MIN_PERIODS}" in str(info.value)
 
 
-def test_constant_spend():
-    with pytest.raises(FitError, match=r"cell \(advertising, vip\): spend is constant \(2000"):
-        fit_curves(small_history(spend=2000.0))
+def test_constant_spend_alone_is_refused_with_both_reasons():
+    # constant spend is pooled; with nothing to pool from, the cell is refused saying both
+    with pytest.raises(FitError, match=r"cell \(advertising, vip\): spend is constant \(2000 in all "
+                       r"12 periods\); too little data .* fewer than 2 cells .* to borrow from"):
+        fit_curves(small_history(12, spend=2000.0))
+
+
+def donor_history(n: int = 14) -> pd.DataFrame:
+    """Two data-rich cells (advertising x vip, prospects) to borrow from."""
+    vip = small_history(n, new_customers=np.arange(n) + 5.0)
+    prospects = vip.assign(segment="prospects", revenue=vip["revenue"] * 1.3)
+    return pd.concat([vip, prospects], ignore_index=True)
+
+
+def test_constant_spend_and_short_cells_are_pooled_with_their_reason():
+    flat = small_history(14, new_customers=9.0).assign(category="technology", spend=2000.0,
+                                                        revenue=5000.0 * np.log1p(1.0))
+    short = small_history(5, new_customers=7.0).assign(category="technology", segment="prospects")
+    result = fit_curves(pd.concat([donor_history(), flat, short], ignore_index=True))
+    table = result.table().set_index(["category", "segment"])
+    assert table.loc[("advertising", "vip"), "status"] == "fitted"
+    assert table.loc[("technology", "vip"), "status"] == "pooled"
+    assert "spend is constant (2000 in all 14 periods)" in table.loc[("technology", "vip"), "reason"]
+    assert "only 5 periods" in table.loc[("technology", "prospects"), "reason"]
+    flat_fit = result[("technology", "vip")].revenue
+    # constant spend says nothing about the elasticity: it comes (almost) all from the prior
+    assert flat_fit.pooled and flat_fit.pooling_weight > 0.9
+    # its level still comes from its own data: revenue at its spend is close to the observed one
+    assert flat_fit.curve.value(2000.0) == pytest.approx(5000.0 * np.log1p(1.0), rel=0.01)
+    assert flat_fit.level_pooling_weight < 0.1
 
 
 def test_all_zero_revenue():
@@ -199,15 +243,25 @@ def test_all_zero_new_customers():
 
 
 def test_every_bad_cell_is_named_in_one_error():
-    good = small_history(10, new_customers=np.arange(10.0) + 5)
-    short = small_history(4, new_customers=5.0).assign(category="technology")
-    flat = small_history(10, new_customers=5.0).assign(segment="lapsed", spend=100.0)
+    short = small_history(MIN_PERIODS - 1, new_customers=5.0).assign(category="technology")
+    no_revenue = small_history(14, new_customers=5.0, revenue=0.0).assign(segment="lapsed")
+    no_spend = small_history(14, new_customers=5.0, spend=0.0).assign(segment="churned")
+    flat = small_history(14, new_customers=5.0).assign(category="content", spend=100.0)
+    history = pd.concat([donor_history(), short, no_revenue, no_spend, flat], ignore_index=True)
     with pytest.raises(FitError) as info:
-        fit_curves(pd.concat([good, short, flat], ignore_index=True))
+        fit_curves(history)
     msg = str(info.value)
-    assert "cell (technology, vip): only 4 period(s)" in msg
-    assert "cell (advertising, lapsed): spend is constant" in msg
-    assert "cell (advertising, vip)" not in msg
+    assert f"cell (technology, vip): only {MIN_PERIODS - 1} period(s)" in msg
+    assert "cell (advertising, lapsed): revenue is zero in all 14 periods" in msg
+    assert "cell (advertising, churned): spend is zero in all 14 periods" in msg
+    for fine in ("(advertising, vip)", "(advertising, prospects)", "(content, vip)"):
+        assert fine not in msg  # fitted, or pooled (constant spend) with donors to borrow from
+    lenient = fit_curves(history, strict=False)
+    assert {r.key for r in lenient.refused} == {
+        ("technology", "vip"), ("advertising", "lapsed"), ("advertising", "churned")}
+    assert lenient[("content", "vip")].route == "pool"
+    assert (lenient.table().set_index(["category", "segment"]).loc[("advertising", "lapsed"), "status"]
+            == "refused")
 
 
 def test_history_errors_come_first():
@@ -217,7 +271,16 @@ def test_history_errors_come_first():
 
 @pytest.mark.parametrize(
     "kwargs, text",
-    [({"holdout": 0}, "holdout must be an integer >= 1"),
+    [({"cv_folds": -1}, "cv_folds must be an integer >= 0"),
+     ({"cv_horizon": 0}, "cv_horizon must be an integer >= 1"),
+     ({"combine": "median"}, "combine must be 'average' or 'select'"),
+     ({"seasonality": "weekly"}, "seasonality must be 'auto', 'month', 'quarter' or 'none'"),
+     ({"carryover": 1.0}, r"carryover must be a number in \[0, 1\) or 'auto'"),
+     ({"nonparametric": ["xgboost"]}, "nonparametric must be distinct names"),
+     ({"bootstrap": -5}, "bootstrap must be an integer >= 0"),
+     ({"bootstrap": 2.5}, "bootstrap must be an integer >= 0"),
+     ({"interval_level": 1.0}, r"interval_level must be in \(0, 1\)"),
+     ({"n_samples": 3}, "n_samples must be an integer >= 10"),
      ({"families": ["logistic"]}, "families must be distinct names"),
      ({"families": []}, "families must be distinct names"),
      ({"families": ["log", "log"]}, "families must be distinct names")],
