@@ -72,63 +72,92 @@ def _hypograph_rows(batch: CurveBatch, y: cp.Expression, z: cp.Expression, z_pos
         yg = y[idx]
         f = out_factor[idx]
         if g.family == PWL:
-            for k in range(g.params["slope"].shape[1]):
-                slope, icpt = g.params["slope"][:, k], g.params["intercept"][:, k]
-                rows.append(zg <= cp.multiply(f * icpt, 1.0) + cp.multiply(f * slope * money_scale, yg))
+            rows += [zg <= line for line in pwl_lines(g.params, f, yg, money_scale)]
             continue
-        p = g.params
-        n_samples = next(iter(p.values())).shape[1]
-        terms: list[cp.Expression] = []
-        for s in range(n_samples):
-            w = f / n_samples
-            if g.family == "log":
-                terms.append(cp.multiply(w * p["a"][:, s], cp.log1p(cp.multiply(money_scale / p["b"][:, s], yg))))
-            elif g.family == "exp_saturation":
-                a = w * p["a"][:, s]
-                terms.append(a - cp.multiply(a, cp.exp(cp.multiply(-money_scale / p["b"][:, s], yg))))
-            elif g.family == "linear":
-                terms.append(cp.multiply(w * p["a"][:, s] * money_scale, yg))
-            elif g.family == "michaelis_menten":
-                alpha, lam, scale = w * p["alpha"][:, s], p["lam"][:, s], p["scale"][:, s]
-                u = cp.multiply(money_scale / scale, yg)
-                terms.append(alpha - cp.multiply(alpha * lam, cp.inv_pos(lam + u)))
-            elif g.family in ("power", "hill"):
-                terms.append(_per_exponent(g.family, p, s, w, yg, money_scale))
-            else:  # pragma: no cover - guarded by supports()
-                raise ValueError(f"family {g.family!r} has no conic form")
+        n_samples = next(iter(g.params.values())).shape[1]
+        terms = [sample_expression(g.family, g.params, s, f / n_samples, yg, money_scale, rows)
+                 for s in range(n_samples)]
         rows.append(zg <= cp.sum(terms) if len(terms) > 1 else zg <= terms[0])
     return rows
 
 
-def _per_exponent(family: str, p: Mapping[str, FloatArray], s: int, w: FloatArray,
-                  yg: cp.Expression, money_scale: float) -> cp.Expression:
-    """Power-cone terms; cvxpy's power atom takes one exponent, so cells are grouped by exponent."""
+def pwl_lines(p: Mapping[str, FloatArray], w: FloatArray, yg: cp.Expression,
+              money_scale: float) -> list[cp.Expression]:
+    """The lines ``w * (intercept_k + slope_k * money_scale * yg)`` of a pwl group (its curve is
+    their minimum, so ``z <= line`` for every line is its exact hypograph)."""
     import cvxpy as cp
 
-    expo = p["p" if family == "power" else "slope"][:, s]
-    parts = []
-    selectors = []
+    return [cp.multiply(w * p["intercept"][:, k], 1.0) + cp.multiply(w * p["slope"][:, k] * money_scale, yg)
+            for k in range(p["slope"].shape[1])]
+
+
+def sample_expression(family: str, p: Mapping[str, FloatArray], s: int, w: FloatArray,
+                      yg: cp.Expression, money_scale: float,
+                      side_constraints: list[cp.Constraint] | None = None) -> cp.Expression:
+    """The exact concave expression ``w * f(money_scale * yg; theta_s)`` of posterior sample ``s``.
+
+    ``p``: a parametric group's parameters, each of shape (n_group, S); ``w``: weights of shape
+    (n_group,); ``yg``: the group's spend variables (scaled). Every family but ``pwl`` and
+    ``logistic`` (not in :data:`CONIC_FAMILIES`).
+
+    ``side_constraints``: where ``power`` and ``hill`` terms put their power-cone constraints
+    (one vectorized cone for the whole group, whatever the exponents); the expression is then
+    exact only together with them, inside a problem that maximizes it. Without the list, cells
+    are grouped by exponent into cvxpy ``power`` atoms (slow when every cell has its own).
+    """
+    import cvxpy as cp
+
+    if family == "log":
+        return cp.multiply(w * p["a"][:, s], cp.log1p(cp.multiply(money_scale / p["b"][:, s], yg)))
+    if family == "exp_saturation":
+        a = w * p["a"][:, s]
+        return a - cp.multiply(a, cp.exp(cp.multiply(-money_scale / p["b"][:, s], yg)))
+    if family == "linear":
+        return cp.multiply(w * p["a"][:, s] * money_scale, yg)
+    if family == "michaelis_menten":
+        alpha, lam, scale = w * p["alpha"][:, s], p["lam"][:, s], p["scale"][:, s]
+        u = cp.multiply(money_scale / scale, yg)
+        return alpha - cp.multiply(alpha * lam, cp.inv_pos(lam + u))
+    if family in ("power", "hill"):
+        expo = p["p" if family == "power" else "slope"][:, s]
+        powered = _powered(yg, expo, side_constraints)
+        if family == "power":
+            return cp.multiply(w * p["a"][:, s] * money_scale ** expo, powered)
+        beta, kappa_e = w * p["beta"][:, s], p["kappa"][:, s] ** expo
+        u_e = cp.multiply((money_scale / p["scale"][:, s]) ** expo, powered)
+        return beta - cp.multiply(beta * kappa_e, cp.inv_pos(kappa_e + u_e))
+    raise ValueError(f"family {family!r} has no conic form")  # pragma: no cover - supports()
+
+
+def _powered(yg: cp.Expression, expo: FloatArray, side_constraints: list[cp.Constraint] | None) -> cp.Expression:
+    """``yg ** expo`` elementwise (``0 < expo <= 1``) as a concave expression.
+
+    With ``side_constraints``: a variable ``w`` with the power cones ``|w_i| <= yg_i^e_i * 1^(1-e_i)``
+    (:class:`cvxpy.PowCone3D` takes a vector of exponents), exact wherever ``w`` is pushed up.
+    Without: cvxpy's ``power`` atom (``approx=False``: power cones too) per distinct exponent.
+    """
+    import cvxpy as cp
+
+    if np.all(expo == 1.0):
+        return yg
+    if side_constraints is not None:
+        w = cp.Variable(expo.size)
+        side_constraints.append(cp.constraints.PowCone3D(yg, np.ones(expo.size), w, expo))
+        return w
+    parts, selectors = [], []
     for e in np.unique(expo):
         sel = np.flatnonzero(expo == e)
-        ysel = yg[sel]
-        powered = ysel if e == 1.0 else cp.power(ysel, float(e), approx=False)
-        if family == "power":
-            expr = cp.multiply(w[sel] * p["a"][sel, s] * money_scale ** e, powered)
-        else:
-            beta, kappa_e = w[sel] * p["beta"][sel, s], p["kappa"][sel, s] ** e
-            u_e = cp.multiply((money_scale / p["scale"][sel, s]) ** e, powered)
-            expr = beta - cp.multiply(beta * kappa_e, cp.inv_pos(kappa_e + u_e))
-        parts.append(expr)
+        parts.append(yg[sel] if e == 1.0 else cp.power(yg[sel], float(e), approx=False))
         selectors.append(sel)
     if len(parts) == 1:
         return parts[0]
-    # Reassemble the group's order: sum of scattered pieces.
-    n_g = expo.size
-    out = 0
-    for sel, expr in zip(selectors, parts):
-        scatter = np.zeros((n_g, sel.size))
-        scatter[sel, np.arange(sel.size)] = 1.0
-        out = out + scatter @ expr
+    # Reassemble the group's order: a sum of sparsely scattered pieces.
+    import scipy.sparse as sp
+
+    out: cp.Expression = 0  # type: ignore[assignment]
+    for sel, part in zip(selectors, parts):
+        scatter = sp.csr_matrix((np.ones(sel.size), (sel, np.arange(sel.size))), shape=(expo.size, sel.size))
+        out = out + scatter @ part
     return out
 
 
@@ -139,14 +168,26 @@ def build_conic(model: ArrayModel) -> tuple[cp.Problem, dict[str, object]]:
     n = model.n
     y = cp.Variable(n, name="spend")
     t = cp.Variable(n, name="revenue")
+    constraints, handles = rule_rows(model, y)
+    constraints += _hypograph_rows(model.revenue, y, t, np.arange(n), model.money_scale,
+                                   np.full(n, 1.0 / model.value_scale))
+    objective = cp.Maximize(cp.sum(t) - model.spend_cost * cp.sum(y))
+    return cp.Problem(objective, constraints), handles
+
+
+def rule_rows(model: ArrayModel, y: cp.Variable) -> tuple[list[cp.Constraint], dict[str, object]]:
+    """Every rule of ``model`` on the scaled spend variable ``y`` (shape (n,)): bounds, budget,
+    shares and CLV/CAC rows (with the acquisition hypographs they need), and the handle dict
+    (``y`` and the rule constraints, for their duals)."""
+    import cvxpy as cp
+
+    n = model.n
     clv_cells = np.flatnonzero(model.clv_rule_of >= 0)
     a = cp.Variable(max(clv_cells.size, 1), name="acquisition_value")
     a_pos = np.zeros(n, dtype=np.intp)
     a_pos[clv_cells] = np.arange(clv_cells.size)
 
     constraints: list[cp.Constraint] = [y >= model.lower, y <= model.upper]
-    constraints += _hypograph_rows(model.revenue, y, t, np.arange(n), model.money_scale,
-                                   np.full(n, 1.0 / model.value_scale))
     constraints += _hypograph_rows(model.acquisitions, y, a, a_pos, model.money_scale,
                                    model.acq_value_coef / model.money_scale)
     budget = cp.sum(y) == model.budget if model.equal_budget else cp.sum(y) <= model.budget
@@ -159,10 +200,8 @@ def build_conic(model: ArrayModel) -> tuple[cp.Problem, dict[str, object]]:
     for r in range(model.clv_segment.size):
         ix = np.flatnonzero(model.clv_rule_of == r)
         clv_rows.append(cp.sum(y[ix]) - cp.sum(a[a_pos[ix]]) <= 0)
-    objective = cp.Maximize(cp.sum(t) - model.spend_cost * cp.sum(y))
-    problem = cp.Problem(objective, constraints + [budget] + share_min + share_max + clv_rows)
     handles = {"y": y, "budget": budget, "share_min": share_min, "share_max": share_max, "clv": clv_rows}
-    return problem, handles
+    return constraints + [budget] + share_min + share_max + clv_rows, handles
 
 
 def solve_conic(model: ArrayModel) -> RouteResult:

@@ -136,8 +136,9 @@ class _Dual:
         for a in range(3):
             for b in range(3):
                 ok = (cols[a] >= 0) & (cols[b] >= 0) & good
-                if ok.any():
-                    h += np.bincount(cols[a][ok] * d + cols[b][ok], weights=(coef[a] * coef[b] * inv)[ok], minlength=d * d)
+                if ok.any():  # weights only on `ok` cells: elsewhere dacq may be inf (0 spend) and inv 0
+                    h += np.bincount(cols[a][ok] * d + cols[b][ok], weights=coef[a][ok] * coef[b][ok] * inv[ok],
+                                     minlength=d * d)
         return h.reshape(d, d)
 
 

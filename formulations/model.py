@@ -110,8 +110,7 @@ class ArrayModel:
     def acq_slopes(self, y: FloatArray, where: BoolArray | None = None) -> tuple[FloatArray, FloatArray]:
         """:meth:`dacq_value` and :meth:`d2acq_value` in one pass."""
         d1, d2 = self.acquisitions.slopes_at(y * self.money_scale, where)
-        coef = self.acq_value_coef
-        return np.where(coef > 0, coef * d1, 0.0), np.where(coef > 0, coef * d2 * self.money_scale, 0.0)
+        return _ruled(self.acq_value_coef, d1), _ruled(self.acq_value_coef, d2 * self.money_scale)
 
     def acq_value(self, y: FloatArray, where: BoolArray | None = None) -> FloatArray:
         """Scaled acquisition value ``v_i(y_i)`` (0 for cells without a CLV/CAC rule)."""
@@ -120,12 +119,12 @@ class ArrayModel:
     def dacq_value(self, y: FloatArray, where: BoolArray | None = None) -> FloatArray:
         """Derivative of :meth:`acq_value`."""
         d = self.acquisitions.derivative_at(y * self.money_scale, where)
-        return np.where(self.acq_value_coef > 0, self.acq_value_coef * d, 0.0)
+        return _ruled(self.acq_value_coef, d)
 
     def d2acq_value(self, y: FloatArray, where: BoolArray | None = None) -> FloatArray:
         """Second derivative of :meth:`acq_value` (<= 0)."""
         d2 = self.acquisitions.second_derivative_at(y * self.money_scale, where) * self.money_scale
-        return np.where(self.acq_value_coef > 0, self.acq_value_coef * d2, 0.0)
+        return _ruled(self.acq_value_coef, d2)
 
     def objective(self, y: FloatArray) -> float:
         """Scaled objective at scaled spends ``y``."""
@@ -144,6 +143,14 @@ class ArrayModel:
         """``sum v_i(y_i) - sum y_i`` per CLV/CAC rule (>= 0 when the rule holds), scaled."""
         per_segment = self.segment_sums(self.acq_value(y) - np.where(self.clv_rule_of >= 0, y, 0.0))
         return per_segment[self.clv_segment]
+
+
+def _ruled(coef: FloatArray, values: FloatArray) -> FloatArray:
+    """``coef * values`` where ``coef > 0``, else 0 -- without evaluating the product elsewhere,
+    where ``values`` may be infinite (a power curve's slope at 0 spend) and ``0 * inf`` is NaN."""
+    out = np.zeros(np.broadcast(coef, values).shape)
+    np.multiply(coef, values, out=out, where=coef > 0)
+    return out
 
 
 def compile_problem(problem: Problem) -> ArrayModel:
