@@ -1,5 +1,7 @@
 """The ``budget-solver`` command line: parse, call, format. No optimization logic lives here.
 
+Core commands live here; ``solver.cli_reports`` and ``solver.cli_service`` add theirs to the same app.
+
 Exit codes: 0 optimal (or success), 1 bad input (the message names the file, row or key),
 2 infeasible, 3 not proven optimal (time limit or solver error), 70 unexpected internal error.
 """
@@ -14,56 +16,10 @@ from typing import Annotated, Optional
 import typer
 
 from formulations.problem import Problem
+from solver import cli_reports, cli_service  # noqa: F401 - they register their commands on app
 from solver.backends import SolveOptions, backend_names
-from solver.solution import Solution
-from solver.status import Status
-
-EXIT_OK, EXIT_BAD_INPUT, EXIT_INFEASIBLE, EXIT_NOT_OPTIMAL, EXIT_INTERNAL = 0, 1, 2, 3, 70
-
-app = typer.Typer(
-    help="Certified budget allocation for email marketing: fit response curves, solve, report.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-
-
-def _echo(message: str) -> None:
-    typer.echo(message, err=True)
-
-
-def _exit_code(solution: Solution) -> int:
-    return {Status.OPTIMAL: EXIT_OK, Status.INFEASIBLE: EXIT_INFEASIBLE}.get(solution.status, EXIT_NOT_OPTIMAL)
-
-
-def write_outputs(solution: Solution, problem: Problem, out: Path) -> list[Path]:
-    """Write solution.json, allocation.csv (when there is a plan) and summary.md into ``out``."""
-    from solver.summary import render_summary
-
-    out.mkdir(parents=True, exist_ok=True)
-    written = [out / "solution.json"]
-    solution.write(written[0])
-    if solution.allocation:
-        solution.allocation_frame().to_csv(out / "allocation.csv", index=False)
-        written.append(out / "allocation.csv")
-    (out / "summary.md").write_text(render_summary(solution, problem))
-    written.append(out / "summary.md")
-    return written
-
-
-def _report(solution: Solution, problem: Problem, out: Path) -> int:
-    from solver.summary import money, rule_readings
-
-    written = write_outputs(solution, problem, out)
-    if solution.is_optimal:
-        typer.echo(f"optimal: {solution.objective_kind} {money(solution.objective or 0)} "
-                   f"(proven bound {money(solution.upper_bound or 0)}, {solution.backend}, {solution.seconds:.2f} s)")
-        for line in rule_readings(solution, problem):
-            typer.echo(f"  {line}")
-    else:
-        _echo(f"{solution.status.value}: {solution.message}")
-    typer.echo("wrote " + ", ".join(str(p) for p in written))
-    return _exit_code(solution)
+from solver.cli_common import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_OK, app, echo_err, report_solution
+from solver.cli_reports import write_full_report
 
 
 @app.command()
@@ -73,13 +29,21 @@ def optimize(
     backend: Annotated[str, typer.Option(help=f"'auto' or one of: {', '.join(backend_names())}.")] = "auto",
     gap_tol: Annotated[float, typer.Option(help="Relative optimality gap to prove.")] = 1e-8,
     time_limit: Annotated[float, typer.Option(help="Seconds per solve route.")] = 60.0,
+    cvar_alpha: Annotated[Optional[float], typer.Option(
+        "--cvar-alpha", help="Risk-aware: maximize the mean objective of the worst ALPHA fraction (0 < ALPHA "
+                             "<= 1) of the curves' posterior samples (CVaR) instead of the mean.")] = None,
 ) -> None:
     """Solve a problem file to a certified optimum and write the solution and a summary."""
+    from solver.risk import solve_cvar
     from solver.solve import solve
 
     p = Problem.read(problem)
-    solution = solve(p, backend=backend, options=SolveOptions(gap_tol=gap_tol, time_limit=time_limit))
-    raise typer.Exit(_report(solution, p, out))
+    options = SolveOptions(gap_tol=gap_tol, time_limit=time_limit)
+    if cvar_alpha is None:
+        solution = solve(p, backend=backend, options=options)
+    else:
+        solution = solve_cvar(p, cvar_alpha, options=options)
+    raise typer.Exit(report_solution(solution, p, out))
 
 
 @app.command()
@@ -121,7 +85,10 @@ def demo(
     typer.echo(f"2/3 solving '{problem.name}' ...")
     solution = solve(problem)
     typer.echo("3/3 writing the report ...")
-    raise typer.Exit(_report(solution, problem, out))
+    code = report_solution(solution, problem, out)
+    if solution.is_optimal:
+        raise typer.Exit(write_full_report(problem, solution, out, None, {}, 25, (0.5, 1.5), True, "auto", None, code))
+    raise typer.Exit(code)
 
 
 @app.command()
@@ -144,16 +111,16 @@ def main(argv: list[str] | None = None) -> int:
         if callable(show):
             show()
         else:
-            _echo(f"error: {e}")
+            echo_err(f"error: {e}")
         return EXIT_BAD_INPUT
     except typer.Abort:
-        _echo("aborted")
+        echo_err("aborted")
         return 130
     except (ValueError, OSError) as e:  # ProblemError, HistoryError, FitError, PlanError, files
-        _echo(f"error: {e}")
+        echo_err(f"error: {e}")
         return EXIT_BAD_INPUT
     except Exception as e:  # noqa: BLE001 - last line of defence for a CLI
-        _echo(f"internal error ({type(e).__name__}): {e} -- please report it with the input files")
+        echo_err(f"internal error ({type(e).__name__}): {e} -- please report it with the input files")
         return EXIT_INTERNAL
     return int(code) if isinstance(code, int) else EXIT_OK
 

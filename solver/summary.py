@@ -11,43 +11,26 @@ from __future__ import annotations
 import pandas as pd
 
 from formulations.problem import Problem
+from solver.formatting import money
+from solver.sensitivity import rule_table
 from solver.solution import Solution
 
-
-def money(x: float) -> str:
-    """``$1,234,567`` style (negative as ``-$1,234``)."""
-    return f"-${-x:,.0f}" if x < 0 else f"${x:,.0f}"
+__all__ = ["money", "rule_readings", "segment_table", "category_table", "render_summary"]
 
 
-def _rate(x: float) -> str:
-    return f"${x:,.4f}"
+def rule_readings(solution: Solution, problem: Problem, rules: pd.DataFrame | None = None) -> list[str]:
+    """One sentence per priced rule: what the next dollar of budget earns, what each binding rule costs.
 
-
-def rule_readings(solution: Solution, problem: Problem) -> list[str]:
-    """One sentence per priced rule: what relaxing it by one dollar would earn."""
-    d = solution.duals
-    if d is None:
+    ``rules`` is a :func:`solver.sensitivity.rule_table` (or :func:`solver.rulecheck.check_rules`
+    table, whose readings lead with the exact cost of each rule); computed when not given.
+    """
+    table = rule_table(solution, problem) if rules is None else rules
+    if table.empty:
         return []
-    what = "profit" if solution.objective_kind == "profit" else "predicted revenue"
-    out = [f"One more dollar of budget earns {_rate(d.budget)} of {what} (the budget's shadow price)."]
-    for cat, v in d.category_min.items():
-        if v > 1e-9:
-            share = problem.category_shares[cat].min
-            out.append(f"The {share:.0%} minimum on {cat} binds: each dollar it forces into {cat} costs "
-                       f"{_rate(v)} of {what} (first-order estimate over the whole minimum: "
-                       f"{money(v * share * problem.budget)}).")
-    for cat, v in d.category_max.items():
-        if v > 1e-9:
-            share = problem.category_shares[cat].max
-            out.append(f"The {share:.0%} maximum on {cat} binds: each extra dollar allowed into {cat} would "
-                       f"earn {_rate(v)} more {what}.")
-    for seg, v in d.segment_clv_cac.items():
-        if v > 1e-9:
-            rule = problem.segments[seg]
-            out.append(f"The CLV/CAC >= {rule.min_clv_cac_ratio:g} rule of {seg} binds (at most "
-                       f"{money(rule.spend_per_customer_cap or 0)} per new customer): each dollar of slack in it "
-                       f"would earn {_rate(v)} more {what}.")
-    return out
+    keep = table["kind"].isin(["budget", "budget_row"]) | table["binding"]
+    if not (table["kind"].isin(["category_min", "category_max"]) & table["binding"]).any():
+        keep &= table["kind"] != "budget_row"   # the same number as the budget's: say it once
+    return [str(r) for r in table.loc[keep, "reading"]]
 
 
 def segment_table(solution: Solution, problem: Problem) -> pd.DataFrame:
