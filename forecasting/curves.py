@@ -587,8 +587,8 @@ class CurveBatch:
         self.groups: tuple[_Group, ...] = tuple(groups)
         self._locator: tuple[NDArray[np.intp], NDArray[np.intp]] | None = None
 
-    def curve(self, i: int) -> Curve | None:
-        """The curve at position ``i`` as a :class:`Curve` (None for the zero curve)."""
+    def _locate(self) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+        """Per position: its group (-1 for the zero curve) and its row in that group."""
         if self._locator is None:
             group_of = np.full(self.n, -1, dtype=np.intp)
             row_of = np.zeros(self.n, dtype=np.intp)
@@ -596,7 +596,12 @@ class CurveBatch:
                 group_of[g.index] = k
                 row_of[g.index] = np.arange(g.index.size)
             self._locator = (group_of, row_of)
-        k, row = int(self._locator[0][i]), int(self._locator[1][i])
+        return self._locator
+
+    def curve(self, i: int) -> Curve | None:
+        """The curve at position ``i`` as a :class:`Curve` (None for the zero curve)."""
+        group_of, row_of = self._locate()
+        k, row = int(group_of[i]), int(row_of[i])
         if k < 0:
             return None
         g = self.groups[k]
@@ -655,6 +660,22 @@ class CurveBatch:
     def slopes_at(self, x: FloatArray, where: NDArray[np.bool_] | None = None) -> tuple[FloatArray, FloatArray]:
         """First and second derivatives at ``x`` in one pass (shape (n,) each)."""
         d1, d2 = self._apply(x, 3, where, outputs=2)
+        return d1, d2
+
+    def slopes_of(self, x: FloatArray, positions: NDArray[np.intp]) -> tuple[FloatArray, FloatArray]:
+        """First and second derivatives of the curves at ``positions`` (shape (m,)) at spends
+        ``x`` (shape (m,)): the compact form of :meth:`slopes_at` for a few positions."""
+        group_of, row_of = self._locate()
+        d1, d2 = np.zeros(positions.size), np.zeros(positions.size)
+        of_group = group_of[positions]
+        for k, g in enumerate(self.groups):
+            sel = np.flatnonzero(of_group == k)
+            if sel.size == 0:
+                continue
+            rows = row_of[positions[sel]]
+            params = g.params if rows.size == g.index.size and (rows[1:] > rows[:-1]).all() else \
+                {name: v.take(rows, axis=0) for name, v in g.params.items()}
+            d1[sel], d2[sel] = _evaluate_group(g.family, params, x[sel][:, None], 3)
         return d1, d2
 
     def _apply(self, x: FloatArray, order: int, where: NDArray[np.bool_] | None, outputs: int = 1) -> Any:

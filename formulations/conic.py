@@ -116,8 +116,7 @@ def sample_expression(family: str, p: Mapping[str, FloatArray], s: int, w: Float
         return cp.multiply(w * p["a"][:, s] * money_scale, yg)
     if family == "michaelis_menten":
         alpha, lam, scale = w * p["alpha"][:, s], p["lam"][:, s], p["scale"][:, s]
-        u = cp.multiply(money_scale / scale, yg)
-        return alpha - cp.multiply(alpha * lam, cp.inv_pos(lam + u))
+        return _saturating(alpha, lam, cp.multiply(money_scale / scale, yg), side_constraints)
     if family in ("power", "hill"):
         expo = p["p" if family == "power" else "slope"][:, s]
         powered = _powered(yg, expo, side_constraints)
@@ -125,8 +124,30 @@ def sample_expression(family: str, p: Mapping[str, FloatArray], s: int, w: Float
             return cp.multiply(w * p["a"][:, s] * money_scale ** expo, powered)
         beta, kappa_e = w * p["beta"][:, s], p["kappa"][:, s] ** expo
         u_e = cp.multiply((money_scale / p["scale"][:, s]) ** expo, powered)
-        return beta - cp.multiply(beta * kappa_e, cp.inv_pos(kappa_e + u_e))
+        return _saturating(beta, kappa_e, u_e, side_constraints)
     raise ValueError(f"family {family!r} has no conic form")  # pragma: no cover - supports()
+
+
+def _saturating(top: FloatArray, half: FloatArray, u: cp.Expression,
+                side_constraints: list[cp.Constraint] | None) -> cp.Expression:
+    """``top * u / (half + u)`` for ``u >= 0`` (affine when ``side_constraints`` is given).
+
+    The textbook ``top - top * half / (half + u)`` subtracts two nearly equal numbers when the
+    curve is far below its saturation (``u << half``, common in bootstrap samples): the conic
+    solver's relative accuracy then applies to ``top``, not to the value. With
+    ``side_constraints`` it is ``(top / half) * (u - r)`` with ``r >= u^2 / (half + u)`` as
+    rotated second-order cones (``||(2u, r - half - u)|| <= r + half + u``), every term of the
+    value's own size; ``r`` is pushed down wherever the expression is maximized.
+    """
+    import cvxpy as cp
+
+    if side_constraints is None:
+        return top - cp.multiply(top * half, cp.inv_pos(half + u))
+    rate = top / half
+    r = cp.Variable(half.size)
+    v = half + u
+    side_constraints.append(cp.SOC(r + v, cp.vstack([2 * u, r - v]), axis=0))
+    return cp.multiply(rate, u - r)
 
 
 def _powered(yg: cp.Expression, expo: FloatArray, side_constraints: list[cp.Constraint] | None) -> cp.Expression:

@@ -125,21 +125,48 @@ class _Dual:
         parts.append(res["clv"][st.mu_on])
         return np.concatenate(parts) if parts else np.zeros(0)
 
-    def hessian(self, st: _State, resp: Responses) -> FloatArray:
+    def hessian(self, st: _State, resp: Responses) -> _Hessian:
+        """The Hessian of ``g`` on the binding coordinates, by blocks (see :class:`_Hessian`).
+
+        Each cell contributes ``a a^T / curvature`` with ``a`` its coefficients on its budget,
+        share and CLV/CAC coordinates (1, 1, ``1 - v'``); a cell is in one segment, so the CLV/CAC
+        block is diagonal and never formed densely (there can be tens of thousands of rules).
+        """
         lam_col, share_col, clv_col, d = self.coordinates(st)
-        inv = np.zeros(self.m.n)
+        n_core = int(st.lam_on) + int(np.count_nonzero(st.side))
         good = resp.interior & (resp.curvature > 0) & np.isfinite(resp.curvature)
+        inv = np.zeros(self.m.n)
         inv[good] = 1.0 / resp.curvature[good]
-        cols = np.stack([lam_col, share_col, clv_col])          # (3, n)
-        coef = np.stack([np.ones(self.m.n), np.ones(self.m.n), 1.0 - resp.dacq])
-        h = np.zeros(d * d)
-        for a in range(3):
-            for b in range(3):
-                ok = (cols[a] >= 0) & (cols[b] >= 0) & good
-                if ok.any():  # weights only on `ok` cells: elsewhere dacq may be inf (0 spend) and inv 0
-                    h += np.bincount(cols[a][ok] * d + cols[b][ok], weights=coef[a][ok] * coef[b][ok] * inv[ok],
-                                     minlength=d * d)
-        return h.reshape(d, d)
+        clv_coef = np.zeros(self.m.n)
+        clv_coef[good] = 1.0 - resp.dacq[good]  # dacq may be inf at 0 spend, where inv is 0
+        core = np.full(n_core * n_core, 0.0)
+        coupling = np.zeros(n_core * (d - n_core))
+        diag = np.zeros(d - n_core)
+        has_clv = (clv_col >= 0) & good
+        k = clv_col - n_core
+        for a in (lam_col, share_col):
+            on_a = (a >= 0) & good
+            for b in (lam_col, share_col):
+                ok = on_a & (b >= 0)
+                if ok.any():
+                    core += np.bincount(a[ok] * n_core + b[ok], weights=inv[ok], minlength=n_core * n_core)
+            ok = on_a & has_clv
+            if ok.any():
+                coupling += np.bincount(a[ok] * (d - n_core) + k[ok], weights=(clv_coef * inv)[ok],
+                                        minlength=coupling.size)
+        if has_clv.any():
+            diag += np.bincount(k[has_clv], weights=(clv_coef**2 * inv)[has_clv], minlength=diag.size)
+        return _Hessian(core.reshape(n_core, n_core), coupling.reshape(n_core, d - n_core), diag)
+
+
+@dataclass(frozen=True)
+class _Hessian:
+    """``[[core, coupling], [coupling^T, diag(clv)]]``: ``core`` (budget and share coordinates,
+    ``n_core x n_core``), ``coupling`` (``n_core x r``), ``clv`` (the diagonal CLV/CAC block, ``r``)."""
+
+    core: FloatArray
+    coupling: FloatArray
+    clv: FloatArray
 
 
 def _apply_step(st: _State, step: FloatArray, t: float, equal_budget: bool) -> _State:
@@ -228,7 +255,7 @@ def solve_decomposition(model: ArrayModel, max_rounds: int = _MAX_ROUNDS,
             if not changed:
                 return RouteResult(RouteStatus.CONVERGED, BACKEND, resp.y, _multipliers(st), rounds)
             continue
-        step = -_solve_newton(dual.hessian(st, resp), grad, n_core=int(st.lam_on) + int(np.count_nonzero(st.side)))
+        step = -_solve_newton(dual.hessian(st, resp), grad)
         # Newton on g (convex): accept a step that lowers g or shrinks the binding residuals.
         norm = float(np.max(np.abs(grad)))
         t = 1.0
@@ -246,15 +273,17 @@ def solve_decomposition(model: ArrayModel, max_rounds: int = _MAX_ROUNDS,
                        f"the dual Newton method did not settle in {max_rounds} rounds")
 
 
-def _solve_newton(h: FloatArray, grad: FloatArray, n_core: int) -> FloatArray:
-    """Solve ``H x = grad`` exploiting that the CLV/CAC block of H is diagonal (each cell is in one
-    segment): a Schur complement on the budget and share coordinates, O(d_core^2 d_clv).
+def _solve_newton(h: _Hessian, grad: FloatArray) -> FloatArray:
+    """Solve ``H x = grad`` by a Schur complement on the budget and share coordinates:
+    O(n_core^2 r) for ``r`` binding CLV/CAC rules, whose block of H is diagonal.
     A tiny ridge keeps coordinates whose cells all sit at a bound from making H singular."""
-    diag = np.diag(h).copy()
-    ridge = 1e-12 * (diag.max() if diag.size and diag.max() > 0 else 1.0)
-    h = h + np.diag(np.where(diag > 0, ridge, 1.0))
-    a, b = h[:n_core, :n_core], h[:n_core, n_core:]
-    d = np.diag(h)[n_core:]
+    n_core = h.core.shape[0]
+    top = max(float(np.max(np.diag(h.core), initial=0.0)), float(np.max(h.clv, initial=0.0)))
+    ridge = 1e-12 * (top if top > 0 else 1.0)
+    core_diag = np.diag(h.core)
+    a = h.core + np.diag(np.where(core_diag > 0, ridge, 1.0))
+    d = h.clv + np.where(h.clv > 0, ridge, 1.0)
+    b = h.coupling
     g_core, g_clv = grad[:n_core], grad[n_core:]
     b_over_d = b / d
     try:

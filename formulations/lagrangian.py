@@ -117,46 +117,56 @@ def respond(model: ArrayModel, price: FloatArray, weight: FloatArray, start: Flo
     h, c, dacq = np.zeros(n), np.zeros(n), np.zeros(n)
     c_known = np.zeros(n, dtype=bool)
     at_lower, at_upper = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
-    active = np.ones(n, dtype=bool)
     step_prev = np.full(n, np.inf)
+    # The loop works on the compacted unsettled cells (``act``): after the first rounds only a
+    # few remain, and no round pays for the settled ones. Suffix ``a``: values of ``act``.
+    act = np.arange(n)
     for round_ in range(_NEWTON_ROUNDS):
-        d1, d2 = model.rev_slopes(y, active)
-        d = d1 - price
+        ya, pa = y[act], price[act]
+        d1, d2 = model.rev_slopes_of(ya, act)
+        d = d1 - pa
         if any_weight:
-            a1, a2 = model.acq_slopes(y, active)
-            dacq = np.where(active, a1, dacq)
+            a1, a2 = model.acq_slopes_of(ya, act)
+            dacq[act] = a1
+            wa, wmask = weight[act], weighted[act]
             with np.errstate(invalid="ignore"):  # 0 weight x infinite slope at 0 counts as 0
-                d = d + np.where(weighted, weight * a1, 0.0)
-                d2 = d2 + np.where(weighted, weight * a2, 0.0)
-        h = np.where(active, d, h)
-        c = np.where(active, -d2, c)
-        c_known |= active
-        lo = np.where(active & (h > 0), y, lo)
-        hi = np.where(active & (h <= 0), y, hi)
-        stop_up = active & (y >= upper_b) & (h >= 0)
-        stop_low = active & (y <= lower) & (h <= 0)
-        flat = np.isfinite(h) & (np.abs(h) <= 1e-15 * (np.abs(price) + np.abs(h + price) + 1e-300))
-        narrow = hi - lo <= 4e-16 * (np.abs(hi) + 1e-300)
+                d = d + np.where(wmask, wa * a1, 0.0)
+                d2 = d2 + np.where(wmask, wa * a2, 0.0)
+        ca = -d2
+        h[act], c[act] = d, ca
+        c_known[act] = True
+        la, ua = lower[act], upper_b[act]
+        loa = np.where(d > 0, ya, lo[act])
+        hia = np.where(d <= 0, ya, hi[act])
+        lo[act], hi[act] = loa, hia
+        stop_up = (ya >= ua) & (d >= 0)
+        stop_low = (ya <= la) & (d <= 0)
+        flat = np.isfinite(d) & (np.abs(d) <= 1e-15 * (np.abs(pa) + np.abs(d + pa) + 1e-300))
+        narrow = hia - loa <= 4e-16 * (np.abs(hia) + 1e-300)
         # A bracket that shrank onto a bound never evaluated there: the cell sits at that bound.
-        stop_up |= active & narrow & (h > 0) & (hi >= upper_b)
-        stop_low |= active & narrow & (h <= 0) & (lo <= lower)
-        y = np.where(stop_up, upper_b, np.where(stop_low, lower, y))
-        at_upper |= stop_up
-        at_lower |= stop_low & ~stop_up
-        active &= ~(stop_up | stop_low | flat | narrow)
-        if not active.any() or round_ == _NEWTON_ROUNDS - 1:
+        stop_up |= narrow & (d > 0) & (hia >= ua)
+        stop_low |= narrow & (d <= 0) & (loa <= la)
+        y[act[stop_up]] = ua[stop_up]
+        low_only = stop_low & ~stop_up
+        y[act[low_only]] = la[low_only]
+        at_upper[act[stop_up]] = True
+        at_lower[act[low_only]] = True
+        keep = ~(stop_up | stop_low | flat | narrow)
+        if not keep.any() or round_ == _NEWTON_ROUNDS - 1:
             break
+        act, ya, d, ca = act[keep], ya[keep], d[keep], ca[keep]
+        la, ua, loa, hia = la[keep], ua[keep], loa[keep], hia[keep]
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            step = h / c
-            target = np.clip(y + step, lower, upper_b)
+            step = d / ca
+            target = np.clip(ya + step, la, ua)
         # Newton while it stays in the bracket and at least halves its step (rtsafe); else
         # bisect -- Newton can cycle across a kink (pwl curves, cells meeting a bound).
-        at_bound = (target == lower) | (target == upper_b)  # one round settles a cell at its bound
-        ok = (np.isfinite(target) & (c > 0) & (target >= lo) & (target <= hi) & (target != y)
-              & ((np.abs(step) <= 0.5 * step_prev) | at_bound))
-        new_y = np.where(ok, target, 0.5 * (lo + hi))
-        step_prev = np.where(active, np.abs(new_y - y), step_prev)
-        y = np.where(active, new_y, y)
+        at_bound = (target == la) | (target == ua)  # one round settles a cell at its bound
+        ok = (np.isfinite(target) & (ca > 0) & (target >= loa) & (target <= hia) & (target != ya)
+              & ((np.abs(step) <= 0.5 * step_prev[act]) | at_bound))
+        new_y = np.where(ok, target, 0.5 * (loa + hia))
+        step_prev[act] = np.abs(new_y - ya)
+        y[act] = new_y
     interior = ~(at_lower | at_upper)
     v = value(y)
     with np.errstate(invalid="ignore"):

@@ -107,6 +107,17 @@ class ArrayModel:
         d1, d2 = self.revenue.slopes_at(y * self.money_scale, where)
         return d1 * (self.money_scale / self.value_scale), d2 * (self.money_scale**2 / self.value_scale)
 
+    def rev_slopes_of(self, y: FloatArray, cells: NDArray[np.intp]) -> tuple[FloatArray, FloatArray]:
+        """:meth:`rev_slopes` of the given ``cells`` (shape (m,)) at their spends ``y`` (shape (m,))."""
+        d1, d2 = self.revenue.slopes_of(y * self.money_scale, cells)
+        return d1 * (self.money_scale / self.value_scale), d2 * (self.money_scale**2 / self.value_scale)
+
+    def acq_slopes_of(self, y: FloatArray, cells: NDArray[np.intp]) -> tuple[FloatArray, FloatArray]:
+        """:meth:`acq_slopes` of the given ``cells`` (shape (m,)) at their spends ``y`` (shape (m,))."""
+        d1, d2 = self.acquisitions.slopes_of(y * self.money_scale, cells)
+        coef = self.acq_value_coef[cells]
+        return _ruled(coef, d1), _ruled(coef, d2 * self.money_scale)
+
     def acq_slopes(self, y: FloatArray, where: BoolArray | None = None) -> tuple[FloatArray, FloatArray]:
         """:meth:`dacq_value` and :meth:`d2acq_value` in one pass."""
         d1, d2 = self.acquisitions.slopes_at(y * self.money_scale, where)

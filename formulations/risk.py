@@ -159,6 +159,6 @@ def _scenario_rows(model: ArrayModel, y, t, s_count: int) -> list:
             continue
         own = next(iter(g.params.values())).shape[1]
         for s in range(s_count):
-            expr = sample_expression(g.family, g.params, s if own > 1 else 0, w, yg, model.money_scale)
+            expr = sample_expression(g.family, g.params, s if own > 1 else 0, w, yg, model.money_scale, rows)
             rows.append(t[g.index, s] <= expr)
     return rows

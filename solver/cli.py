@@ -52,12 +52,29 @@ def fit(
     plan: Annotated[Path, typer.Option(help="Plan file: the problem keys except cells, plus periods.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Problem file to write (JSON).")] = Path("problem.json"),
     fit_report: Annotated[Optional[Path], typer.Option(help="Also write the per-cell fit diagnostics (CSV).")] = None,
+    combine: Annotated[str, typer.Option(help="'average': families weighted by held-out error (a concave pwl "
+                                              "curve); 'select': the single best family.")] = "average",
+    nonparametric: Annotated[str, typer.Option(help="Comma-separated nonparametric routes to try where they beat the "
+                                                    "families on held-out error: isotonic, lightgbm.")] = "",
+    carryover: Annotated[str, typer.Option(help="Geometric carry-over of spend in [0, 1), or 'auto' (chosen by "
+                                                "held-out error).")] = "0",
+    bootstrap: Annotated[int, typer.Option(help="Block-bootstrap resamples per curve: with --combine select, "
+                                                "written as posterior-sample curves (for optimize --cvar-alpha); "
+                                                "with average, the curve is their mean. 0: the point fit.",
+                                                min=0)] = 0,
+    seed: Annotated[int, typer.Option(help="Random seed (bootstrap, LightGBM).")] = 0,
 ) -> None:
     """Fit a response curve per category x segment from the history and write a problem file."""
     from solver.planning import fit_problem
 
+    try:
+        carry: float | str = carryover if carryover == "auto" else float(carryover)
+    except ValueError:
+        raise ValueError(f"--carryover: expected a number in [0, 1) or 'auto', got {carryover!r}") from None
+    routes = tuple(r.strip() for r in nonparametric.split(",") if r.strip())
     typer.echo(f"fitting response curves from {history} ...", err=True)
-    problem, fitted = fit_problem(history, plan)
+    problem, fitted = fit_problem(history, plan, combine=combine, nonparametric=routes, carryover=carry,
+                                  bootstrap=bootstrap, seed=seed)
     out.parent.mkdir(parents=True, exist_ok=True)
     problem.write(out)
     if fit_report is not None:

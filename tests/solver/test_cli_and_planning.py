@@ -95,6 +95,42 @@ def test_fit_command_writes_a_problem_that_solves(tmp_path: Path, small_history:
     assert len(pd.read_csv(tmp_path / "fit.csv")) == 10
 
 
+def test_fit_bootstrap_select_writes_posterior_samples_for_the_cvar_objective(tmp_path: Path, small_history: Path) -> None:
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps(_plan()))
+    out = tmp_path / "problem.json"
+    assert main(["fit", str(small_history), "--plan", str(plan), "--out", str(out),
+                 "--combine", "select", "--bootstrap", "6", "--seed", "2"]) == 0
+    cells = json.loads(out.read_text())["cells"]
+    sampled = [c for c in cells if c["revenue"]["family"] != "pwl"]
+    lists = [[v for v in c["revenue"].values() if isinstance(v, list)] for c in sampled]
+    assert sampled and all(ls and all(len(v) == 6 for v in ls) for ls in lists)
+    assert main(["optimize", str(out), "--out", str(tmp_path / "mean")]) == 0
+    assert main(["optimize", str(out), "--out", str(tmp_path / "cvar"), "--cvar-alpha", "0.34"]) == 0
+    mean = json.loads((tmp_path / "mean" / "solution.json").read_text())["objective"]
+    worst = json.loads((tmp_path / "cvar" / "solution.json").read_text())["objective"]
+    assert worst < mean  # the mean of the worst third of samples is below the mean of all
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--carryover", "often"], "--carryover: expected a number in [0, 1) or 'auto', got 'often'"),
+        (["--carryover", "1.5"], "carryover must be a number in [0, 1) or 'auto', got 1.5"),
+        (["--combine", "vote"], "combine must be 'average' or 'select', got 'vote'"),
+        (["--nonparametric", "xgboost"], "nonparametric must be distinct names among"),
+    ],
+)
+def test_fit_options_are_checked(tmp_path: Path, small_history: Path, capsys: pytest.CaptureFixture[str],
+                                 args: list[str], message: str) -> None:
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps(_plan()))
+    out = tmp_path / "problem.json"
+    assert main(["fit", str(small_history), "--plan", str(plan), "--out", str(out), *args]) == 1
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
 @pytest.mark.parametrize(
     ("plan", "message"),
     [
