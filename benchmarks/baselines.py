@@ -86,59 +86,64 @@ def clarabel_default(model: ArrayModel) -> tuple[float, str]:
 
 
 def highs_pieces(model: ArrayModel, pieces: int) -> tuple[float, str]:
-    """HiGHS interior point on chords through ``pieces + 1`` breakpoints per curve."""
-    n = model.n
-    clv_cells = np.flatnonzero(model.clv_rule_of >= 0)
-    n_a = clv_cells.size
+    """HiGHS interior point on chords through ``pieces + 1`` breakpoints per curve.
+
+    The incremental (delta) form: one column ``d_ik`` in ``[0, width_k]`` per piece, spend
+    ``y_i = l_i + sum_k d_ik``, revenue and acquisition value linear in ``d`` with the chords'
+    slopes; the only rows are the budget, the shares and one per CLV/CAC rule. Concave curves
+    make the pieces fill in order at the optimum (that is best for revenue and for the CLV/CAC
+    rows alike), so this LP equals the chord approximation without binaries or per-piece rows.
+    """
+    n, k_pieces = model.n, pieces
     inf = highspy.kHighsInf
+    grid = model.lower[:, None] + (model.upper - model.lower)[:, None] * np.linspace(0, 1, k_pieces + 1)[None, :]
+    width = np.diff(grid, axis=1)
+
+    def chord_slopes(f) -> FloatArray:  # type: ignore[no-untyped-def]
+        values = np.stack([f(grid[:, j]) for j in range(k_pieces + 1)], axis=1)
+        return np.where(width > 0, np.diff(values, axis=1) / np.where(width > 0, width, 1.0), 0.0)
+
+    rev_slope = chord_slopes(model.rev)
+    cell_of = np.repeat(np.arange(n), k_pieces)  # column j = i * K + k
     h = highspy.Highs()
     h.setOptionValue("output_flag", False)
     h.setOptionValue("solver", "ipm")
-    h.setOptionValue("run_crossover", "off")  # an interior solution is all this baseline needs
+    h.setOptionValue("run_crossover", "on")  # without it the IPM ends "Unknown" on some instances
     h.changeObjectiveSense(highspy.ObjSense.kMaximize)
-    cost = np.concatenate([np.full(n, -model.spend_cost), np.ones(n), np.zeros(n_a)])
-    lo = np.concatenate([model.lower, np.full(n + n_a, -inf)])
-    hi = np.concatenate([model.upper, np.full(n + n_a, inf)])
-    h.addCols(cost.size, cost, lo, hi, 0, np.zeros(cost.size, np.int32), np.zeros(0, np.int32), np.zeros(0))
+    cost = (rev_slope - model.spend_cost).ravel()
+    h.addCols(cost.size, cost, np.zeros(cost.size), width.ravel(), 0,
+              np.zeros(cost.size, np.int32), np.zeros(0, np.int32), np.zeros(0))
     rows_lo, rows_hi, starts, index, value = [], [], [], [], []
 
-    def add_row(cols: NDArray[np.int64], vals: FloatArray, low: float, high: float) -> None:
+    def add_row(cells: NDArray[np.int64], coef: FloatArray, low: float, high: float) -> None:
+        cols = (cells[:, None] * k_pieces + np.arange(k_pieces)[None, :]).ravel()
         starts.append(sum(len(i) for i in index))
         index.append(cols)
-        value.append(vals)
+        value.append(coef[cells].ravel())
         rows_lo.append(low)
         rows_hi.append(high)
 
-    add_row(np.arange(n), np.ones(n), model.budget if model.equal_budget else -inf, model.budget)
+    ones = np.ones((n, k_pieces))
+    free_budget = model.budget - model.lower.sum()
+    add_row(np.arange(n), ones, free_budget if model.equal_budget else -inf, free_budget)
     for r, c in enumerate(model.share_category):
         ix = np.flatnonzero(model.category_of == c)
-        add_row(ix, np.ones(ix.size), model.share_lo[r], model.share_hi[r])
-    a_col = np.full(n, -1)
-    a_col[clv_cells] = 2 * n + np.arange(n_a)
-    for r in range(model.clv_segment.size):
-        ix = np.flatnonzero(model.clv_rule_of == r)
-        add_row(np.concatenate([ix, a_col[ix]]), np.concatenate([np.ones(ix.size), -np.ones(ix.size)]), -inf, 0.0)
+        base = model.lower[ix].sum()
+        add_row(ix, ones, model.share_lo[r] - base, model.share_hi[r] - base)
+    if model.clv_segment.size:
+        acq_slope = chord_slopes(model.acq_value)
+        acq_at_lower = model.acq_value(model.lower)
+        for r in range(model.clv_segment.size):
+            ix = np.flatnonzero(model.clv_rule_of == r)
+            add_row(ix, 1.0 - acq_slope, -inf, float((acq_at_lower[ix] - model.lower[ix]).sum()))
     h.addRows(len(rows_lo), np.array(rows_lo), np.array(rows_hi), int(sum(len(i) for i in index)),
               np.array(starts, np.int32), np.concatenate(index).astype(np.int32), np.concatenate(value))
-    grid = model.lower[:, None] + (model.upper - model.lower)[:, None] * np.linspace(0, 1, pieces + 1)[None, :]
-    for hyp_col, f, cells in ((n + np.arange(n), model.rev, np.arange(n)), (a_col, model.acq_value, clv_cells)):
-        if cells.size == 0:
-            continue
-        values = np.stack([f(grid[:, j]) for j in range(pieces + 1)], axis=1)
-        width = np.diff(grid, axis=1)
-        slope = np.where(width > 0, np.diff(values, axis=1) / np.where(width > 0, width, 1.0), 0.0)
-        icpt = values[:, :-1] - slope * grid[:, :-1]
-        cc = np.repeat(cells, pieces)
-        sl, ic = slope[cells].ravel(), icpt[cells].ravel()
-        k = cc.size
-        idx = np.column_stack([hyp_col[cc], cc]).ravel().astype(np.int32)
-        val = np.column_stack([np.ones(k), -sl]).ravel()
-        h.addRows(k, np.full(k, -inf), ic, idx.size, (2 * np.arange(k)).astype(np.int32), idx, val)
     h.run()
     status = h.modelStatusToString(h.getModelStatus())
     if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
         return float("nan"), status
-    y = np.clip(np.asarray(h.getSolution().col_value)[:n], model.lower, model.upper)
+    d = np.asarray(h.getSolution().col_value)
+    y = np.clip(model.lower + np.bincount(cell_of, weights=d, minlength=n), model.lower, model.upper)
     return model.objective(y) * model.value_scale, f"{status}, violation {max_violation(model, y):.1e}"
 
 
