@@ -1,4 +1,4 @@
-"""scikit-learn estimators of concave response curves (requires the ``ml`` extra).
+"""scikit-learn estimators of concave response curves.
 
 Each estimator learns ``outcome = f(spend)`` with ``f`` concave and nondecreasing, so that its
 fitted curve (``curve_``, a :class:`~forecasting.curves.Curve` in the input's units) can enter the
@@ -95,7 +95,7 @@ class ConcaveCurveRegressor(_CurveEstimator):
     families
         Candidate concave families.
     combine
-        ``"average"`` (held-out-error weighted average, a pwl curve) or ``"select"``.
+        ``"average"`` (likelihood-weighted average of the families, a pwl curve) or ``"select"``.
     cv_folds, cv_horizon
         Rolling-origin folds over the last rows and their test length.
     interval_level

@@ -16,9 +16,9 @@ curve:
    ``power``, ``michaelis_menten``, ``hill`` with slope <= 1) is fitted by robust (soft-L1)
    least squares in log space (:mod:`forecasting.parametric`), and scored by rolling-origin
    cross-validation (:mod:`forecasting.crossval`) together with the nonparametric routes
-   (:mod:`forecasting.nonparametric`) and the naive baselines; the curve is the held-out-error
-   weighted average of the families (default) or the best family, or a nonparametric curve where
-   it predicts clearly better. Sparse cells borrow from their category and segment
+   (:mod:`forecasting.nonparametric`) and the naive baselines; the curve is the average of the
+   families with Akaike weights from all periods (default) or the family with the best held-out
+   error, or a nonparametric curve where it predicts clearly better on the held-out periods. Sparse cells borrow from their category and segment
    (:mod:`forecasting.pooling`).
 4. **Uncertainty** (:mod:`forecasting.intervals`, :mod:`forecasting.bootstrap`): Laplace draws or
    block-bootstrap refits of every curve, behind :meth:`FitResult.predict` intervals whose
@@ -51,7 +51,7 @@ from forecasting.crossval import rolling_origin_splits
 from forecasting.diagnostics import MIN_PERIODS, diagnose
 from forecasting.intervals import DEFAULT_LEVEL, DEFAULT_SAMPLES
 from forecasting.nonparametric import NONPARAMETRIC_METHODS, GBMSettings, lightgbm_available
-from forecasting.outcome import OutcomeData, StageOptions, fit_outcome
+from forecasting.outcome import WEIGHTINGS, OutcomeData, StageOptions, fit_outcome
 from forecasting.panel import Panel
 from forecasting.parametric import FIT_FAMILIES, fit_batch, start_thetas, unit_values
 from forecasting.results import OUTCOME_ATTRIBUTES, CellFit, FitResult, OutcomeFit, RefusedCell
@@ -102,6 +102,7 @@ def fit_curves(
     nonparametric_margin: float = 0.02,
     seed: int = 0,
     strict: bool = True,
+    weighting: str = "holdout",
 ) -> FitResult:
     """Fit revenue (and new-customer) curves for every (category, segment) cell of a history.
 
@@ -113,7 +114,7 @@ def fit_curves(
     families
         Candidate concave families, a non-empty subset of :data:`DEFAULT_FAMILIES`.
     combine
-        ``"average"``: the held-out-error-weighted average of the families, as a concave pwl
+        ``"average"``: the weighted average of the families (see ``weighting``), as a concave pwl
         curve; ``"select"``: the family with the smallest held-out error (a parametric curve;
         with ``bootstrap``, a posterior-sample curve of that family).
     cv_folds, cv_horizon
@@ -130,7 +131,7 @@ def fit_curves(
         :data:`~forecasting.carryover.CARRYOVER_GRID` by held-out error.
     nonparametric
         Nonparametric routes to try: ``"isotonic"`` (scikit-learn) and/or ``"lightgbm"``
-        (needs the ``ml`` extra); empty to use the parametric families only.
+        (needs the ``gbm`` extra); empty to use the parametric families only.
     bootstrap
         Moving-block bootstrap resamples per curve (0: Laplace draws for intervals, and the
         point fit in the problem file).
@@ -141,7 +142,7 @@ def fit_curves(
     n_samples
         Laplace draws per curve behind the intervals (without bootstrap).
     temperature
-        Softness of the ``average`` weights (relative held-out WAPE difference that costs a
+        Softness of the ``holdout`` weights (relative held-out WAPE difference that costs a
         family a factor e in weight).
     nonparametric_margin
         Relative held-out WAPE improvement a nonparametric route needs over the best family.
@@ -150,6 +151,12 @@ def fit_curves(
     strict
         Raise :class:`FitError` when any cell is refused (else list them in
         :attr:`FitResult.refused` and fit the others).
+    weighting
+        How ``average`` weighs the families: ``"holdout"`` (default: rolling-origin held-out
+        WAPE with ``temperature``) or ``"likelihood"`` (Akaike weights of the full-history fits,
+        :func:`forecasting.outcome.akaike`; in-sample, slightly lower regret in
+        benchmarks/decision_quality.md). Held-out errors choose the nonparametric route and ``select``'s
+        family either way.
 
     Returns
     -------
@@ -167,7 +174,8 @@ def fit_curves(
     """
     started = time.perf_counter()
     opts = _stage_options(families, combine, cv_folds, cv_horizon, nonparametric, bootstrap, block,
-                          interval_level, n_samples, temperature, nonparametric_margin, seed)
+                          interval_level, n_samples, temperature, nonparametric_margin, seed,
+                          weighting)
     season_kind(0, seasonality)  # validates the option
     _check_carryover(carryover)
     with single_threaded():
@@ -175,7 +183,7 @@ def fit_curves(
                            {"combine": combine, "cv_folds": cv_folds, "cv_horizon": cv_horizon,
                             "seasonality": seasonality, "trend": trend, "carryover": carryover,
                             "nonparametric": tuple(nonparametric), "bootstrap": bootstrap,
-                            "seed": seed})
+                            "seed": seed, "weighting": weighting})
 
 
 def _fit_curves(history: pd.DataFrame, opts: StageOptions, seasonality: str, trend: bool,
@@ -227,6 +235,7 @@ def fit_response(
     n_samples: int = DEFAULT_SAMPLES,
     seed: int = 0,
     where: str = "curve",
+    weighting: str = "holdout",
 ) -> OutcomeFit:
     """Fit one concave curve ``outcome ~ f(spend)`` from one time-ordered series.
 
@@ -239,6 +248,8 @@ def fit_response(
         Equal-length 1-d arrays, oldest first; spend >= 0 (currency per period), outcome >= 0.
     where
         Names the series in error messages.
+    weighting
+        How ``average`` weighs the families (as in :func:`fit_curves`).
 
     Raises
     ------
@@ -261,7 +272,7 @@ def fit_response(
     if diagnosis.route == "refuse" or any("constant" in r for r in diagnosis.reasons):
         raise FitError(f"{where}: " + "; ".join(r.replace("revenue", "outcome") for r in diagnosis.reasons))
     opts = _stage_options(families, combine, cv_folds, cv_horizon, nonparametric, 0, None,
-                          interval_level, n_samples, 0.1, 0.02, seed)
+                          interval_level, n_samples, 0.1, 0.02, seed, weighting)
     data = OutcomeData.build(panel, "revenue", PeriodEffects.neutral(panel.periods[-1]), 0.0)
     with single_threaded():
         fits, _ = fit_outcome(data, ["fit"], opts, [str(p) for p in panel.periods], panel.keys)
@@ -275,7 +286,8 @@ def fit_response(
 
 
 def _stage_options(families, combine, cv_folds, cv_horizon, nonparametric, bootstrap, block,
-                   level, n_samples, temperature, margin, seed) -> StageOptions:
+                   level, n_samples, temperature, margin, seed,
+                   weighting: str = "holdout") -> StageOptions:
     fams = tuple(families)
     if not fams or len(set(fams)) != len(fams) or any(f not in FIT_FAMILIES for f in fams):
         raise ValueError(
@@ -292,18 +304,20 @@ def _stage_options(families, combine, cv_folds, cv_horizon, nonparametric, boots
                          f"got {list(methods)}")
     if "lightgbm" in methods and not lightgbm_available():
         raise ValueError("nonparametric 'lightgbm' needs the lightgbm package: "
-                         "pip install 'budget-solver[ml]'")
+                         "pip install 'budget-solver[gbm]'")
     _integer("bootstrap", bootstrap, 0)
     if block is not None:
         _integer("block", block, 1)
     if not 0.0 < level < 1.0:
         raise ValueError(f"interval_level must be in (0, 1), got {level!r}")
     _integer("n_samples", n_samples, 10)
+    if weighting not in WEIGHTINGS:
+        raise ValueError(f"weighting must be one of {', '.join(WEIGHTINGS)}, got {weighting!r}")
     if not temperature > 0:
         raise ValueError(f"temperature must be > 0, got {temperature!r}")
     if not 0.0 <= margin < 1.0:
         raise ValueError(f"nonparametric_margin must be in [0, 1), got {margin!r}")
-    return StageOptions(fams, combine, float(temperature), methods, float(margin), int(cv_folds),
+    return StageOptions(fams, combine, float(temperature), weighting, methods, float(margin), int(cv_folds),
                         cv_horizon, float(level), int(n_samples), int(bootstrap), block, int(seed),
                         GBMSettings(random_state=int(seed)))
 

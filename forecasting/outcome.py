@@ -11,11 +11,13 @@ are already normalized and period-adjusted (:class:`OutcomeData`):
    applied); the held-out errors of the candidates and of the naive baselines (last training
    period's return on spend, average return on spend), and the coverage of the prediction
    intervals, are measured there.
-3. **Combination.** ``combine="average"`` weighs the families by held-out WAPE,
-   ``w_f ~ exp(-(WAPE_f / min_g WAPE_g - 1) / temperature)``, and tabulates the weighted
-   average as a concave pwl; ``combine="select"`` keeps the family with the smallest held-out
-   WAPE. A nonparametric route replaces them where its held-out WAPE is below the best family's
-   by more than ``nonparametric_margin``.
+3. **Combination.** ``combine="average"`` weighs the families by their rolling-origin held-out
+   WAPE (``weighting="holdout"``, the default: ``w_f ~ exp(-(WAPE_f / min_g WAPE_g - 1) /
+   temperature)``) or by their Akaike weights (``weighting="likelihood"``: ``w_f ~ exp(-AICc_f /
+   2)`` of the full-history fits, an in-sample estimate of each family's out-of-sample log
+   predictive density), and tabulates the weighted average as a concave pwl; ``combine="select"``
+   keeps the family with the smallest held-out WAPE. A nonparametric route replaces them where
+   its held-out WAPE is below the best family's by more than ``nonparametric_margin``.
 4. **Pooling.** Sparse cells are fitted with the prior of :mod:`forecasting.pooling`, estimated
    from the data-rich cells' curves; they have no CV, so their families get equal weights
    (``select``: the family the data-rich cells chose most often).
@@ -97,6 +99,7 @@ class StageOptions:
     families: tuple[str, ...]
     combine: str = "average"
     temperature: float = 0.1
+    weighting: str = "holdout"
     nonparametric: tuple[str, ...] = ()
     nonparametric_margin: float = 0.02
     folds: int = 12
@@ -232,7 +235,7 @@ def _own_stage(data: OutcomeData, rows: IntArray, opts: StageOptions, labels: Se
     d = data.take(rows)
     full = {f: fit_batch(f, d.u, d.v, d.w, start_thetas(f, d.u, d.v, d.w)) for f in opts.families}
     cv = _cross_validate(d, full, opts)
-    weights = _weights(cv, opts)
+    weights = _weights(cv, opts, akaike(d, full, opts.families))
     nonparametric = _nonparametric_full(d, weights, opts)
     samples = _samples(d, full, weights, nonparametric, opts, rng, prior=None)
     coverage, factor = _conformal(cv, weights, opts, rng)
@@ -385,8 +388,34 @@ def _baselines(d: OutcomeData, train: FloatArray) -> dict[str, FloatArray]:
     return {"last_roi": spend * last_roi[:, :, None], "average_roi": spend * avg_roi[:, :, None]}
 
 
-def _weights(cv: _CV, opts: StageOptions) -> FloatArray:
-    """(R, members) weights: see the module docstring (3. Combination)."""
+#: Weighting rules of ``combine="average"``.
+WEIGHTINGS = ("likelihood", "holdout")
+
+
+def akaike(d: OutcomeData, full: dict[str, BatchFit], families: Sequence[str]) -> FloatArray:
+    """(R, families) small-sample Akaike information criterion of each full-history fit.
+
+    ``AICc = n log(SSR / n) + 2k + 2k(k + 1) / (n - k - 1)`` with ``SSR`` the sum of squared
+    log residuals over the ``n`` observed periods and ``k`` the family's parameters: minus twice
+    the Gaussian log-likelihood of the log-space model at its profile noise scale, plus the
+    penalty that makes it an estimate of the expected out-of-sample log predictive density.
+    NaN where ``n <= k + 1`` or a fit failed.
+    """
+    n = (d.w > 0).sum(axis=1).astype(float)
+    out = np.full((d.u.shape[0], len(families)), math.nan)
+    for j, f in enumerate(families):
+        k = SPACES[f].size
+        r = log_residuals(f, full[f].theta, d.u, d.v)
+        ssr = np.maximum((np.where(d.w > 0, r, 0.0) ** 2).sum(axis=1), 1e-300)
+        with np.errstate(all="ignore"):
+            aic = n * np.log(ssr / np.maximum(n, 1.0)) + 2 * k + 2 * k * (k + 1) / (n - k - 1)
+        out[:, j] = np.where((n > k + 1) & full[f].ok, aic, math.nan)
+    return out
+
+
+def _weights(cv: _CV, opts: StageOptions, aic: FloatArray) -> FloatArray:
+    """(R, members) weights: see the module docstring (3. Combination); ``aic`` is
+    :func:`akaike` of the families (used by the ``likelihood`` weighting)."""
     members = opts.members
     out = np.zeros((cv.u.shape[0], len(members)))
     col = {c: k for k, c in enumerate(cv.candidates)}
@@ -408,11 +437,23 @@ def _weights(cv: _CV, opts: StageOptions) -> FloatArray:
         elif opts.combine == "select":
             out[i, int(np.argmin(np.where(finite, fam_err, np.inf)))] = 1.0
         else:
-            rel = fam_err / max(best, 1e-12) - 1.0
-            wts = np.where(finite, np.exp(-rel / opts.temperature), 0.0)
-            wts[wts < 1e-3 * wts.max()] = 0.0
-            out[i, : len(opts.families)] = wts / wts.sum()
+            out[i, : len(opts.families)] = _average_weights(fam_err, aic[i], opts)
     return out
+
+
+def _average_weights(fam_err: FloatArray, aic: FloatArray, opts: StageOptions) -> FloatArray:
+    """Weights of the families kept by :func:`_parsimonious` (finite ``fam_err``): Akaike
+    weights ``exp(-(AICc_f - min AICc) / 2)`` (``likelihood``), or
+    ``exp(-(WAPE_f / min WAPE - 1) / temperature)`` (``holdout``); tiny weights are dropped."""
+    finite = np.isfinite(fam_err)
+    if opts.weighting == "likelihood" and np.isfinite(aic[finite]).all():
+        log_w = np.where(finite, -0.5 * (aic - np.min(aic[finite])), -np.inf)
+    else:
+        rel = fam_err / max(float(np.nanmin(fam_err)), 1e-12) - 1.0
+        log_w = np.where(finite, -rel / opts.temperature, -np.inf)
+    wts = np.exp(log_w)
+    wts[wts < 1e-3 * wts.max()] = 0.0
+    return wts / wts.sum()
 
 
 def _parsimonious(fam_err: FloatArray, families: Sequence[str]) -> FloatArray:

@@ -37,7 +37,7 @@ class OutcomeFit:
         A parametric family, a posterior-sample curve of one family (bootstrap with
         ``combine="select"``), or a concave ``pwl`` (an average of families, or nonparametric).
     family
-        What was chosen: a family name, ``"average"`` (the held-out-error-weighted average of
+        What was chosen: a family name, ``"average"`` (the weighted average of
         the families in :attr:`weights`), ``"isotonic"`` or ``"lightgbm"``.
     weights
         Member -> weight of the curve (1.0 on a single chosen member).

@@ -87,7 +87,7 @@ class _Dual:
         cat = m.category_sums(resp.y)[m.share_category]
         bound_k = np.where(st.nu >= 0, m.share_hi, m.share_lo)
         g = float(resp.upper.sum()) + st.lam * m.budget + float(st.nu @ bound_k)
-        acq = m.acq_value(resp.y) if self.r else np.zeros(m.n)
+        acq = resp.acq
         has = self.clv_of_cell >= 0
         clv_slack = np.bincount(self.clv_of_cell[has], weights=(acq - resp.y)[has], minlength=self.r)
         residual = {

@@ -75,7 +75,9 @@ class Responses:
     ``y``: maximizers (n,); ``upper``: per-cell values provably >= each true maximum;
     ``interior``: cells strictly inside their bounds; ``curvature``: ``-(r'' + w v'')`` at ``y``
     (> 0 for interior cells of strictly concave curves, 0 elsewhere) -- how fast ``y`` responds to
-    its price (``dy/dp = -1/curvature``); ``dacq``: ``v'`` at ``y``.
+    its price (``dy/dp = -1/curvature``); ``dacq``: ``v'`` at ``y``; ``acq``: ``v`` at ``y`` (the
+    scaled acquisition value of :meth:`ArrayModel.acq_value`; zeros when the model has no CLV/CAC
+    rule).
     """
 
     y: FloatArray
@@ -83,9 +85,30 @@ class Responses:
     interior: NDArray[np.bool_]
     curvature: FloatArray
     dacq: FloatArray
+    acq: FloatArray
 
 
 _NEWTON_ROUNDS = 100
+#: A Newton step below this fraction of the spend is taken as the last one (the error left is of
+#: order its square, far below what the rules' residuals can see), saving an evaluation round.
+_SETTLE = 3e-8
+_SETTLE_FLOOR = 1e-9  # spends (scaled, budget = 1) below this count as this for _SETTLE
+
+
+def _final_slopes(model: ArrayModel, y: FloatArray, price: FloatArray, weight: FloatArray, any_weight: bool,
+                  cells: NDArray[np.intp], h: FloatArray, c: FloatArray, dacq: FloatArray) -> None:
+    """Write the slope ``h``, curvature ``c`` and ``v'`` of ``cells`` at their final spends."""
+    yc = y[cells]
+    d1, d2 = model.rev_slopes_of(yc, cells)
+    d = d1 - price[cells]
+    if any_weight:
+        a1, a2 = model.acq_slopes_of(yc, cells)
+        dacq[cells] = a1
+        wc = weight[cells]
+        with np.errstate(invalid="ignore"):
+            d = d + np.where(wc > 0, wc * a1, 0.0)
+            d2 = d2 + np.where(wc > 0, wc * a2, 0.0)
+    h[cells], c[cells] = d, -d2
 
 
 def respond(model: ArrayModel, price: FloatArray, weight: FloatArray, start: FloatArray | None = None) -> Responses:
@@ -104,9 +127,10 @@ def respond(model: ArrayModel, price: FloatArray, weight: FloatArray, start: Flo
     weighted = weight > 0
     any_weight = bool(np.any(weighted))
 
-    def value(y: FloatArray) -> FloatArray:
-        v = model.rev(y) - price * y
-        return v + weight * model.acq_value(y) if any_weight else v
+    def value(y: FloatArray) -> tuple[FloatArray, FloatArray]:
+        """Each cell's ``L_i(y_i)`` and acquisition value ``v_i(y_i)``."""
+        acq = model.acq_value(y) if model.clv_segment.size else np.zeros(n)
+        return model.rev(y) - price * y + weight * acq, acq
 
     # The bracket starts as the bounds, whose slopes are unknown: a Newton target beyond a bound is
     # clamped to it, and the next round either stops there (the slope points outwards) or uses
@@ -118,6 +142,7 @@ def respond(model: ArrayModel, price: FloatArray, weight: FloatArray, start: Flo
     c_known = np.zeros(n, dtype=bool)
     at_lower, at_upper = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
     step_prev = np.full(n, np.inf)
+    settled = np.zeros(n, dtype=bool)  # moved by a final tiny Newton step, slope not yet known
     # The loop works on the compacted unsettled cells (``act``): after the first rounds only a
     # few remain, and no round pays for the settled ones. Suffix ``a``: values of ``act``.
     act = np.arange(n)
@@ -167,8 +192,18 @@ def respond(model: ArrayModel, price: FloatArray, weight: FloatArray, start: Flo
         new_y = np.where(ok, target, 0.5 * (loa + hia))
         step_prev[act] = np.abs(new_y - ya)
         y[act] = new_y
+        # A Newton step this small leaves an error of order step^2: take it and stop. The slope
+        # at the new point is evaluated once, after the loop, for the bound and the curvature.
+        done = ok & ~at_bound & (np.abs(step) <= _SETTLE * np.maximum(np.abs(ya), _SETTLE_FLOOR))
+        if done.any():
+            settled[act[done]] = True
+            act = act[~done]
+            if act.size == 0:
+                break
+    if settled.any():
+        _final_slopes(model, y, price, weight, any_weight, np.flatnonzero(settled), h, c, dacq)
     interior = ~(at_lower | at_upper)
-    v = value(y)
+    v, acq = value(y)
     with np.errstate(invalid="ignore"):
         bound = np.where(h > 0, v + h * (hi - y), v - h * (y - lo))
     bound = np.where(interior, bound, v)
@@ -179,7 +214,7 @@ def respond(model: ArrayModel, price: FloatArray, weight: FloatArray, start: Flo
             d2 = d2 + np.where(weighted, weight * model.d2acq_value(y, missing), 0.0)
         c = np.where(missing, -d2, c)
     curv = np.where(interior & np.isfinite(c), c, 0.0)
-    return Responses(y, bound, interior, curv, dacq)
+    return Responses(y, bound, interior, curv, dacq, acq)
 
 
 def best_responses(

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from formulations.feasibility import conflicting_rules, precheck
+from formulations.feasibility import conflicting_rules, precheck, unreachable_clv
 from formulations.lagrangian import Multipliers, refine_multipliers
 from formulations.model import ArrayModel, compile_problem
 from formulations.problem import Problem
@@ -71,7 +71,9 @@ def solve(problem: ProblemLike, backend: str = "auto", options: SolveOptions | N
     p = as_problem(problem)
     model = compile_problem(p)
     routes = candidates(model, backend)
-    conflicts = precheck(model)
+    # The CLV/CAC reachability check costs a best-response pass over every cell; a proven
+    # optimum makes it moot, so it runs only when no route proves one (see _diagnosis).
+    conflicts = precheck(model, clv=False)
     if conflicts:
         return _bare(p, Status.INFEASIBLE, "infeasible: " + "; ".join(conflicts), start)
     if not routes:  # pragma: no cover - "highs" supports every model
@@ -81,10 +83,13 @@ def solve(problem: ProblemLike, backend: str = "auto", options: SolveOptions | N
     for route in routes:
         result = route.run(model, opts)
         if result.status is RouteStatus.INFEASIBLE:
-            return _bare(p, Status.INFEASIBLE, "infeasible: " + conflicting_rules(model), start, route.name)
+            return _bare(p, Status.INFEASIBLE, "infeasible: " + _diagnosis(model), start, route.name)
         solution = verified_solution(model, result, opts, start)
         if solution.is_optimal:
             return solution
+        unreachable = unreachable_clv(model)
+        if unreachable:
+            return _bare(p, Status.INFEASIBLE, "infeasible: " + "; ".join(unreachable), start, route.name)
         failures.append(f"{route.name}: {solution.message}")
         if fallback is None or (solution.allocation and not fallback.allocation):
             fallback = solution
@@ -92,6 +97,13 @@ def solve(problem: ProblemLike, backend: str = "auto", options: SolveOptions | N
     if fallback is not None:
         return replace(fallback, message=message, seconds=time.perf_counter() - start)
     return _bare(p, Status.ERROR, message, start)
+
+
+def _diagnosis(model: ArrayModel) -> str:
+    """Why a problem that a route proved infeasible has no plan: segments that cannot reach their
+    CLV/CAC floor at all, else a minimal set of conflicting rules."""
+    unreachable = unreachable_clv(model)
+    return "; ".join(unreachable) if unreachable else conflicting_rules(model)
 
 
 def _bare(p: Problem, status: Status, message: str, start: float, backend: str = "") -> Solution:

@@ -188,6 +188,23 @@ def test_single_family_and_cv_options():
     assert two_step[("advertising", "vip")].holdout_periods == 6
 
 
+def test_likelihood_weights_concentrate_on_the_true_family_more_than_holdout_weights():
+    """A saturating (exp_saturation) curve with 5 % noise, five histories: the Akaike weights
+    (all 36 periods) put more weight on the true family than the held-out WAPE weights (12
+    one-step errors), and both keep the weights a distribution."""
+    true_weight = {"likelihood": [], "holdout": []}
+    for seed in range(5, 10):
+        rng = np.random.default_rng(seed)
+        x = 1000.0 * np.exp(0.6 * rng.standard_normal(36))
+        y = 4000.0 * (1.0 - np.exp(-x / 800.0)) * np.exp(0.05 * rng.standard_normal(36))
+        for weighting, found in true_weight.items():
+            fit = fit_response(x, y, weighting=weighting)
+            assert abs(sum(fit.weights.values()) - 1.0) < 1e-12
+            found.append(fit.weights.get("exp_saturation", 0.0))
+    assert np.mean(true_weight["likelihood"]) > 0.85
+    assert np.mean(true_weight["likelihood"]) > np.mean(true_weight["holdout"]) + 0.1
+
+
 # --------------------------------------------------------------------------------------------
 # Errors
 # --------------------------------------------------------------------------------------------
@@ -274,6 +291,7 @@ def test_history_errors_come_first():
     [({"cv_folds": -1}, "cv_folds must be an integer >= 0"),
      ({"cv_horizon": 0}, "cv_horizon must be an integer >= 1"),
      ({"combine": "median"}, "combine must be 'average' or 'select'"),
+     ({"weighting": "bic"}, "weighting must be one of likelihood, holdout"),
      ({"seasonality": "weekly"}, "seasonality must be 'auto', 'month', 'quarter' or 'none'"),
      ({"carryover": 1.0}, r"carryover must be a number in \[0, 1\) or 'auto'"),
      ({"nonparametric": ["xgboost"]}, "nonparametric must be distinct names"),

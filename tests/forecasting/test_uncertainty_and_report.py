@@ -113,7 +113,17 @@ def test_decision_quality_benchmark_runs_on_a_small_instance():
         import decision_quality as dq
     finally:
         sys.path.remove(str(ROOT / "benchmarks"))
-    row = dq.run_case(0.05, 24, 2024)
+    case = dq.make_case(0.05, 24, 2024)
+    planned = dq.plan_case(case)
+    row = {m: dq.regret_of(planned, planned.plans[m]) for m in dq.METHODS}
     assert row["product"] < 0.03 and row["product"] < row["status_quo"] / 3
     assert row["product"] < row["last_roi"] and row["product"] < row["average_roi"]
-    assert row["future_total"] == 180 and 0.6 < row["future_inside"] / row["future_total"] < 0.95
+    inside, total = dq.future_coverage(planned.fit, case.unseen)
+    assert total == 180 and 0.6 < inside / total < 0.95
+    # --explain: every cell's concavity gap >= 0, the rest (across the rules) >= 0 by the
+    # optimality of the true optimum, tighter caps cannot raise the optimum
+    cells, counter = dq.explain(case, planned)
+    assert len(cells) == 30 and (cells["loss"] >= -1e-12).all()
+    assert counter["rules"] >= -1e-5 and counter["optimum_caps_1x"] >= -1e-6
+    assert abs(cells["loss"].sum() + counter["rules"] - row["product"]) < 1e-12
+    assert set(cells["beyond"]) <= {"-", "p", "o", "po"}
