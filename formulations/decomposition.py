@@ -79,11 +79,12 @@ class _Dual:
         mu_cell = np.where(self.clv_of_cell >= 0, st.mu[np.maximum(self.clv_of_cell, 0)] if self.r else 0.0, 0.0)
         return m.spend_cost + st.lam + nu_cell + mu_cell, mu_cell
 
-    def evaluate(self, st: _State) -> tuple[Responses, float, dict[str, FloatArray]]:
-        """Best responses, ``g`` and every row's residual (gradient of ``g``) at ``st``."""
+    def evaluate(self, st: _State, warm: Responses | None = None) -> tuple[Responses, float, dict[str, FloatArray]]:
+        """Best responses, ``g`` and every row's residual (gradient of ``g``) at ``st``
+        (``warm``: the responses at ``st.y`` of an earlier evaluation, see :func:`respond`)."""
         m = self.m
         price, weight = self.prices(st)
-        resp = respond(m, price, weight, st.y)
+        resp = respond(m, price, weight, st.y, warm=warm)
         cat = m.category_sums(resp.y)[m.share_category]
         bound_k = np.where(st.nu >= 0, m.share_hi, m.share_lo)
         g = float(resp.upper.sum()) + st.lam * m.budget + float(st.nu @ bound_k)
@@ -262,7 +263,7 @@ def solve_decomposition(model: ArrayModel, max_rounds: int = _MAX_ROUNDS,
         for _ in range(40):
             trial = _apply_step(st, step, t, model.equal_budget)
             trial.y = resp.y
-            t_resp, t_g, t_res = dual.evaluate(trial)
+            t_resp, t_g, t_res = dual.evaluate(trial, warm=resp)
             t_norm = float(np.max(np.abs(dual.active_gradient(trial, t_res)), initial=0.0))
             if t_g <= g - 1e-4 * t * abs(float(grad @ step)) or t_norm <= 0.5 * norm:
                 break

@@ -86,6 +86,12 @@ class Responses:
     curvature: FloatArray
     dacq: FloatArray
     acq: FloatArray
+    # For a warm start of the next call (see respond's ``warm``): the slope ``L'`` at ``y``
+    # (NaN where it was not evaluated at ``y``), ``-(r'' + w v'')`` there, and the prices.
+    slope: FloatArray | None = None
+    raw_curvature: FloatArray | None = None
+    price: FloatArray | None = None
+    weight: FloatArray | None = None
 
 
 _NEWTON_ROUNDS = 100
@@ -93,6 +99,30 @@ _NEWTON_ROUNDS = 100
 #: order its square, far below what the rules' residuals can see), saving an evaluation round.
 _SETTLE = 3e-8
 _SETTLE_FLOOR = 1e-9  # spends (scaled, budget = 1) below this count as this for _SETTLE
+
+
+def _warm_slopes(model: ArrayModel, warm: Responses, price: FloatArray, weight: FloatArray,
+                 known: NDArray[np.bool_], y: FloatArray, h: FloatArray, c: FloatArray,
+                 dacq: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """Slope and curvature of every cell at ``y`` (the warm plan) under the new prices: from the
+    warm call where it evaluated them at this ``y`` (``known``), else evaluated now.
+
+    ``L' = r' + w v' - p`` is linear in ``p`` and ``w``, so the shift is exact; the curvature keeps
+    the old weight's ``v''`` (it only sizes the Newton step)."""
+    assert warm.slope is not None and warm.price is not None and warm.weight is not None
+    assert warm.raw_curvature is not None
+    d = np.empty(model.n)
+    ca = np.empty(model.n)
+    with np.errstate(invalid="ignore"):
+        shift = (warm.price - price) + np.where(weight != warm.weight, (weight - warm.weight) * warm.dacq, 0.0)
+    d[known] = warm.slope[known] + shift[known]
+    ca[known] = warm.raw_curvature[known]
+    dacq[known] = warm.dacq[known]
+    rest = np.flatnonzero(~known)
+    if rest.size:
+        _final_slopes(model, y, price, weight, bool(model.clv_segment.size), rest, h, c, dacq)
+        d[rest], ca[rest] = h[rest], c[rest]
+    return d, ca
 
 
 def _final_slopes(model: ArrayModel, y: FloatArray, price: FloatArray, weight: FloatArray, any_weight: bool,
@@ -111,7 +141,8 @@ def _final_slopes(model: ArrayModel, y: FloatArray, price: FloatArray, weight: F
     h[cells], c[cells] = d, -d2
 
 
-def respond(model: ArrayModel, price: FloatArray, weight: FloatArray, start: FloatArray | None = None) -> Responses:
+def respond(model: ArrayModel, price: FloatArray, weight: FloatArray, start: FloatArray | None = None,
+            warm: Responses | None = None) -> Responses:
     """Maximize ``L_i(y) = r_i(y) + weight_i v_i(y) - price_i y`` over ``[l_i, u_i]`` for every cell.
 
     Safeguarded Newton on the decreasing slope ``h = L'``: each cell keeps a bracket
@@ -119,13 +150,19 @@ def respond(model: ArrayModel, price: FloatArray, weight: FloatArray, start: Flo
     flat (linear and pwl pieces). ``start`` (e.g. the previous plan) makes repeated calls with
     nearby prices take a couple of rounds. Curves are evaluated only on unconverged cells.
 
+    ``warm``: the responses of an earlier call on the same model; the search then starts at its
+    plan, and its first round needs no curve evaluation -- the slope at the old plan under the new
+    prices is the old slope plus the change in price and weight (``L'`` is linear in both).
+
     The per-cell ``upper`` is rigorous: by concavity ``max L <= L(y) + h(y) (hi - y)`` when
     ``h(y) > 0`` and ``L(y) - h(y) (y - lo)`` otherwise, with ``[lo, hi]`` the final bracket.
     """
     lower, upper_b = model.lower, model.upper
     n = model.n
     weighted = weight > 0
-    any_weight = bool(np.any(weighted))
+    # v' is evaluated wherever the model has CLV/CAC rules, weighted or not, so that a warm
+    # start's slopes stay exact when a rule's weight moves away from 0.
+    any_weight = bool(model.clv_segment.size)
 
     def value(y: FloatArray) -> tuple[FloatArray, FloatArray]:
         """Each cell's ``L_i(y_i)`` and acquisition value ``v_i(y_i)``."""
@@ -137,7 +174,10 @@ def respond(model: ArrayModel, price: FloatArray, weight: FloatArray, start: Flo
     # the bound as a bracket end. No round is spent on cells that never reach a bound.
     lo, hi = lower.copy(), upper_b.copy()
     mid = 0.5 * (lower + upper_b)
+    if warm is not None and warm.slope is not None:
+        start = warm.y
     y = mid if start is None else np.where((start >= lower) & (start <= upper_b), start, mid)
+    exact = np.zeros(n, dtype=bool)  # h (and c) were evaluated at the current y
     h, c, dacq = np.zeros(n), np.zeros(n), np.zeros(n)
     c_known = np.zeros(n, dtype=bool)
     at_lower, at_upper = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
@@ -146,20 +186,27 @@ def respond(model: ArrayModel, price: FloatArray, weight: FloatArray, start: Flo
     # The loop works on the compacted unsettled cells (``act``): after the first rounds only a
     # few remain, and no round pays for the settled ones. Suffix ``a``: values of ``act``.
     act = np.arange(n)
+    known = None
+    if warm is not None and warm.slope is not None:
+        known = np.isfinite(warm.slope) & (y == warm.y)
     for round_ in range(_NEWTON_ROUNDS):
         ya, pa = y[act], price[act]
-        d1, d2 = model.rev_slopes_of(ya, act)
-        d = d1 - pa
-        if any_weight:
-            a1, a2 = model.acq_slopes_of(ya, act)
-            dacq[act] = a1
-            wa, wmask = weight[act], weighted[act]
-            with np.errstate(invalid="ignore"):  # 0 weight x infinite slope at 0 counts as 0
-                d = d + np.where(wmask, wa * a1, 0.0)
-                d2 = d2 + np.where(wmask, wa * a2, 0.0)
-        ca = -d2
+        if round_ == 0 and known is not None:
+            d, ca = _warm_slopes(model, warm, price, weight, known, y, h, c, dacq)  # type: ignore[arg-type]
+        else:
+            d1, d2 = model.rev_slopes_of(ya, act)
+            d = d1 - pa
+            if any_weight:
+                a1, a2 = model.acq_slopes_of(ya, act)
+                dacq[act] = a1
+                wa, wmask = weight[act], weighted[act]
+                with np.errstate(invalid="ignore"):  # 0 weight x infinite slope at 0 counts as 0
+                    d = d + np.where(wmask, wa * a1, 0.0)
+                    d2 = d2 + np.where(wmask, wa * a2, 0.0)
+            ca = -d2
         h[act], c[act] = d, ca
         c_known[act] = True
+        exact[act] = True
         la, ua = lower[act], upper_b[act]
         loa = np.where(d > 0, ya, lo[act])
         hia = np.where(d <= 0, ya, hi[act])
@@ -174,6 +221,7 @@ def respond(model: ArrayModel, price: FloatArray, weight: FloatArray, start: Flo
         y[act[stop_up]] = ua[stop_up]
         low_only = stop_low & ~stop_up
         y[act[low_only]] = la[low_only]
+        exact[act[(stop_up & (ya != ua)) | (low_only & (ya != la))]] = False  # snapped, not evaluated
         at_upper[act[stop_up]] = True
         at_lower[act[low_only]] = True
         keep = ~(stop_up | stop_low | flat | narrow)
@@ -192,6 +240,7 @@ def respond(model: ArrayModel, price: FloatArray, weight: FloatArray, start: Flo
         new_y = np.where(ok, target, 0.5 * (loa + hia))
         step_prev[act] = np.abs(new_y - ya)
         y[act] = new_y
+        exact[act] = False
         # A Newton step this small leaves an error of order step^2: take it and stop. The slope
         # at the new point is evaluated once, after the loop, for the bound and the curvature.
         done = ok & ~at_bound & (np.abs(step) <= _SETTLE * np.maximum(np.abs(ya), _SETTLE_FLOOR))
@@ -202,6 +251,7 @@ def respond(model: ArrayModel, price: FloatArray, weight: FloatArray, start: Flo
                 break
     if settled.any():
         _final_slopes(model, y, price, weight, any_weight, np.flatnonzero(settled), h, c, dacq)
+        exact |= settled
     interior = ~(at_lower | at_upper)
     v, acq = value(y)
     with np.errstate(invalid="ignore"):
@@ -214,7 +264,7 @@ def respond(model: ArrayModel, price: FloatArray, weight: FloatArray, start: Flo
             d2 = d2 + np.where(weighted, weight * model.d2acq_value(y, missing), 0.0)
         c = np.where(missing, -d2, c)
     curv = np.where(interior & np.isfinite(c), c, 0.0)
-    return Responses(y, bound, interior, curv, dacq, acq)
+    return Responses(y, bound, interior, curv, dacq, acq, np.where(exact, h, np.nan), c, price, weight)
 
 
 def best_responses(
