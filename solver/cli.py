@@ -104,7 +104,8 @@ def demo(
     typer.echo("3/3 writing the report ...")
     code = report_solution(solution, problem, out)
     if solution.is_optimal:
-        raise typer.Exit(write_full_report(problem, solution, out, None, {}, 25, (0.5, 1.5), True, "auto", None, code))
+        raise typer.Exit(write_full_report(problem, solution, out, None, {}, 25, (0.5, 1.5), True, "auto", None, code,
+                                           fitted))
     raise typer.Exit(code)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -14,7 +14,8 @@ from solver.solution import Solution
 
 def write_full_report(problem: Problem, solution: Solution, out: Path, scenarios: Optional[Path],
                        targets: dict[str, float], points: int, span: tuple[float, float], check: bool,
-                       backend: str, options: Optional[SolveOptions], code: int) -> int:
+                       backend: str, options: Optional[SolveOptions], code: int, fit: Any = None) -> int:
+    """Build and write report.html/.xlsx/.json (``fit``: the curves' FitResult, for the fit report)."""
     from solver.report import build_report, write_report
 
     try:
@@ -25,7 +26,7 @@ def write_full_report(problem: Problem, solution: Solution, out: Path, scenarios
         return EXIT_BAD_INPUT
     report = build_report(problem, solution, scenarios=scenarios, frontier_points=points, frontier_range=span,
                           check=check, targets=targets, options=options, backend=backend,
-                          progress=lambda stage: typer.echo(f"    report: {stage} ...", err=True))
+                          progress=lambda stage: typer.echo(f"    report: {stage} ...", err=True), fit=fit)
     typer.echo("wrote " + ", ".join(str(p) for p in write_report(report, out))
                + f" ({sum(report.seconds.values()):.1f} s)")
     return code

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from forecasting.results import FitResult
 from formulations.problem import Objective, Problem
 from solver.backends import SolveOptions
 from solver.frontier import frontier_table, marginal_bracket, revenue_bracket, slope_range
@@ -55,11 +56,18 @@ class Report:
     scenarios: pd.DataFrame = field(default_factory=pd.DataFrame)
     recommendations: pd.DataFrame = field(default_factory=pd.DataFrame)
     seconds: dict[str, float] = field(default_factory=dict)
+    fit: FitResult | None = None
+    fit_cells: pd.DataFrame = field(default_factory=pd.DataFrame)
+    fit_backtest: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def tables(self) -> dict[str, pd.DataFrame]:
-        """The report's tables by name, in reading order (as in the Excel workbook)."""
-        return {"rules": self.rules, "recommendations": self.recommendations, "cells": self.cells,
-                "frontier": self.frontier, "targets": self.targets, "scenarios": self.scenarios}
+        """The report's tables by name, in reading order (as in the Excel workbook); the fit's
+        per-cell diagnostics and backtest only when the report was built with the fit."""
+        out = {"rules": self.rules, "recommendations": self.recommendations, "cells": self.cells,
+               "frontier": self.frontier, "targets": self.targets, "scenarios": self.scenarios}
+        if self.fit is not None:
+            out |= {"fit_cells": self.fit_cells, "fit_backtest": self.fit_backtest}
+        return out
 
 
 def _cells(solution: Solution, problem: Problem) -> pd.DataFrame:
@@ -78,7 +86,8 @@ def build_report(problem: Problem, solution: Solution | None = None, *,
                  scenarios: str | Path | Mapping[str, Any] | None = None, frontier_points: int = 25,
                  frontier_range: tuple[float, float] = (0.5, 1.5), check: bool = True,
                  targets: Mapping[str, float] | None = None, options: SolveOptions | None = None,
-                 backend: str = "auto", progress: Callable[[str], None] | None = None) -> Report:
+                 backend: str = "auto", progress: Callable[[str], None] | None = None,
+                 fit: FitResult | None = None) -> Report:
     """Solve (unless ``solution`` is given) and compute every table of the report.
 
     Parameters
@@ -92,6 +101,9 @@ def build_report(problem: Problem, solution: Solution | None = None, *,
         ``marginal_return`` (revenue per budget dollar), ``roi_floor`` (revenue per dollar spent)
     options, backend : passed to every solve
     progress : called with a short message before each stage
+    fit : the curves' fit (:func:`forecasting.fit.fit_curves`), when the problem came from a
+        history: adds the fit report (per-cell diagnostics, backtest against naive baselines,
+        each cell's curve with its data points and interval bands)
 
     Returns
     -------
@@ -120,6 +132,8 @@ def build_report(problem: Problem, solution: Solution | None = None, *,
                                 "status_quo_revenue": sq.revenue if sq else None,
                                 "status_quo_spend": sq.spend if sq else None}
     report = Report(problem, sol, headline, seconds=seconds)
+    if fit is not None:
+        report.fit, report.fit_cells, report.fit_backtest = fit, fit.table(), fit.backtest()
     say("scenarios")
     report.scenarios = scenario_table(evaluate(problem, scenarios, options=options, backend=backend, solution=sol),
                                       problem)

@@ -3,8 +3,10 @@
 The first screen answers the two questions a planner asks: *what does the next dollar earn* and
 *what does each rule cost* (exact, re-solved). Below: recommendations, allocation vs status quo by
 category and segment, the budget frontier with its marginal revenue, the scenario comparison, the
-shadow-price table, the response curve of every cell with its status-quo and optimal points, and
-the per-cell marginal values. Everything is read from a :class:`~solver.report.Report`.
+shadow-price table, the response curve of every cell with its status-quo and optimal points, the
+per-cell marginal values and, when the report carries the fit, the fit report (backtest, each
+cell's curve with its data and interval bands, per-cell diagnostics). Everything is read from a
+:class:`~solver.report.Report`.
 """
 
 from __future__ import annotations
@@ -162,6 +164,70 @@ def _curves_note(report: Report) -> str:
             'the optimal plan. The slope at the diamond is the cell\'s marginal revenue (Cells table).</p>')
 
 
+def fit_figure(report: Report) -> str:
+    """Each fitted cell's revenue curve (the largest by optimal spend) with its history points
+    (period-adjusted) and interval bands: the curve's own (parameter uncertainty) and a new
+    period's (with noise), from :func:`forecasting.report.cell_plot_data`."""
+    from forecasting.report import cell_plot_data
+
+    assert report.fit is not None
+    spend = dict(zip(zip(report.cells["category"], report.cells["segment"]), report.cells["spend"])) \
+        if len(report.cells) else {}
+    keys = [c.key for c in report.fit.cells if c.revenue is not None]
+    keys = sorted(keys, key=lambda k: -float(spend.get(tuple(k), 0.0)))[:MAX_CURVES]
+    cols = 5
+    rows = max(math.ceil(len(keys) / cols), 1)
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[f"{k[0]} / {k[1]}" for k in keys],
+                        vertical_spacing=0.5 / rows, horizontal_spacing=0.04)
+    for j, key in enumerate(keys):
+        r, c = j // cols + 1, j % cols + 1
+        d = cell_plot_data(report.fit, key)
+        first = j == 0
+        for low, high, name, color in (("pred_lower", "pred_upper", "new period's interval", "rgba(31,111,235,.10)"),
+                                       ("lower", "upper", "curve's interval", "rgba(31,111,235,.25)")):
+            fig.add_scatter(x=d.curve["spend"], y=d.curve[high], mode="lines", line={"width": 0}, showlegend=False,
+                            hoverinfo="skip", row=r, col=c)
+            fig.add_scatter(x=d.curve["spend"], y=d.curve[low], mode="lines", line={"width": 0}, fill="tonexty",
+                            fillcolor=color, name=name, showlegend=first, hoverinfo="skip", row=r, col=c)
+        fig.add_scatter(x=d.curve["spend"], y=d.curve["fitted"], mode="lines", line={"color": PLAN, "width": 1.5},
+                        name=f"fitted curve ({d.info['status']})", showlegend=first, row=r, col=c)
+        fig.add_scatter(x=d.points["spend"], y=d.points["adjusted"], mode="markers", text=d.points["period"],
+                        marker={"color": "#24292f", "size": 4}, name="history (period-adjusted)",
+                        showlegend=first, row=r, col=c)
+    fig.update_annotations(font_size=10)
+    fig.update_xaxes(tickprefix="$", tickformat="~s", tickfont_size=9)
+    fig.update_yaxes(tickprefix="$", tickformat="~s", tickfont_size=9)
+    fig.update_layout(legend={"orientation": "h", "y": 1.0 + 0.25 / rows, "yanchor": "bottom"})
+    return _div(fig, 190 * rows + 90)
+
+
+def _fit_section(report: Report) -> list[str]:
+    """The fit report: backtest, per-cell curves with data and bands, per-cell diagnostics."""
+    if report.fit is None:
+        return []
+    level = f"{report.fit.level:.0%}"
+    cells = report.fit_cells
+    return ["<h2>Response-curve fit</h2>",
+            f'<p class="note">Held-out error of the fitted curves against naive forecasts (rolling origin: each '
+            f'test period predicted from the periods before it), and the share of held-out outcomes inside the '
+            f'{level} prediction intervals.</p>',
+            table_html(report.fit_backtest, {"outcome": ("outcome", "text"), "method": ("method", "text"),
+                                             "wape": ("WAPE", "pct"), "median_cell_wape": ("median cell WAPE", "pct"),
+                                             "cells": ("cells", "num"), "coverage": ("interval coverage", "pct")}),
+            f'<p class="note">Revenue per period against spend, at the level of an average period (seasonality and '
+            f'trend divided out): history points, the fitted curve, its {level} band and a new period\'s {level} '
+            'band. Pooled cells borrow from their category and segment (see the table).</p>',
+            fit_figure(report),
+            table_html(cells, {"category": ("category", "text"), "segment": ("segment", "text"),
+                               "n_periods": ("periods", "num"), "status": ("status", "text"),
+                               "revenue_family": ("revenue curve", "text"),
+                               "revenue_holdout_mape": ("held-out MAPE", "pct"),
+                               "revenue_holdout_wape": ("held-out WAPE", "pct"),
+                               "revenue_coverage": ("interval coverage", "pct"),
+                               "revenue_pooling_weight": ("pooling weight", "pct"),
+                               "reason": ("why pooled / refused", "text"), "flags": ("flags", "text")})]
+
+
 def _first_screen(report: Report) -> str:
     h, rules = report.headline, report.rules
     what = "profit" if h["objective_kind"] == "profit" else "predicted revenue"
@@ -248,6 +314,7 @@ def render_html(report: Report) -> str:
                                             "marginal_revenue": ("marginal revenue", "rate"),
                                             "clv_credit": ("CLV/CAC credit", "rate"), "price": ("price", "rate"),
                                             "bound_dual": ("bound dual", "rate")})]
+    parts += _fit_section(report)
     parts.append('<p class="note">How to read this report: docs/report.md in the budget-solver repository. All figures are predictions of the '
                  'fitted response curves; the optimum is proven by a Lagrangian bound.</p>')
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title>'

@@ -8,6 +8,7 @@ the network would not render and would log an error.
 
 from __future__ import annotations
 
+import contextlib
 import html
 import os
 import re
@@ -40,9 +41,10 @@ def _chromium() -> tuple[str, str]:
     return browser, driver
 
 
-@pytest.fixture(scope="module")
-def page(sample_report_files) -> Iterator[object]:
-    """The report opened in headless Chromium (a fresh profile, http(s) blocked, console captured)."""
+@contextlib.contextmanager
+def _opened(path: Path) -> Iterator[object]:
+    """``path`` opened in headless Chromium (a fresh profile, http(s) blocked, console captured),
+    once every plotly chart has drawn."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.support.ui import WebDriverWait
@@ -58,7 +60,7 @@ def page(sample_report_files) -> Iterator[object]:
     try:
         driver.execute_cdp_cmd("Network.enable", {})
         driver.execute_cdp_cmd("Network.setBlockedURLs", {"urls": ["http://*", "https://*", "ws://*", "wss://*"]})
-        driver.get(sample_report_files["html"].resolve().as_uri())
+        driver.get(path.resolve().as_uri())
         WebDriverWait(driver, 60).until(lambda d: d.execute_script(
             "const g = document.querySelectorAll('.js-plotly-plot');"
             "return document.readyState === 'complete' && g.length > 0 &&"
@@ -69,11 +71,26 @@ def page(sample_report_files) -> Iterator[object]:
         shutil.rmtree(profile, ignore_errors=True)
 
 
-def test_every_chart_renders_with_its_traces(page) -> None:
-    rendered = page.execute_script(
+def _charts(driver) -> list[dict]:  # type: ignore[no-untyped-def]
+    return driver.execute_script(
         "return Array.from(document.querySelectorAll('.js-plotly-plot')).map(g => ({"
         " traces: g.data.length, drawn: g.querySelectorAll('.trace').length,"
         " width: g.getBoundingClientRect().width, height: g.getBoundingClientRect().height}));")
+
+
+def _console_errors(driver) -> list[dict]:  # type: ignore[no-untyped-def]
+    return [e for e in driver.get_log("browser") if e["level"] in ("SEVERE", "ERROR")]
+
+
+@pytest.fixture(scope="module")
+def page(sample_report_files) -> Iterator[object]:
+    """The sample report opened in headless Chromium (see :func:`_opened`)."""
+    with _opened(sample_report_files["html"]) as driver:
+        yield driver
+
+
+def test_every_chart_renders_with_its_traces(page) -> None:
+    rendered = _charts(page)
     assert len(rendered) == CHARTS
     for chart in rendered:
         assert chart["traces"] > 0 and chart["drawn"] >= chart["traces"], chart
@@ -81,8 +98,7 @@ def test_every_chart_renders_with_its_traces(page) -> None:
 
 
 def test_no_console_errors_and_no_network(page) -> None:
-    errors = [e for e in page.get_log("browser") if e["level"] in ("SEVERE", "ERROR")]
-    assert errors == []
+    assert _console_errors(page) == []
     fetched = page.execute_script("return performance.getEntriesByType('resource').map(r => r.name);")
     assert [u for u in fetched if not u.startswith(("file:", "data:", "blob:"))] == []
 
@@ -103,7 +119,31 @@ def test_first_screen_answers_the_two_questions(page, sample_report) -> None:
         assert limit in boxes[1]["text"]
 
 
+def test_the_fit_report_renders_too(fit_report) -> None:
+    report, files = fit_report
+    with _opened(files["html"]) as driver:
+        rendered = _charts(driver)
+        assert len(rendered) == CHARTS + 1   # and the fitted curves with their data and bands
+        for chart in rendered:
+            assert chart["traces"] > 0 and chart["drawn"] >= chart["traces"], chart
+        assert _console_errors(driver) == []
+
+
 # --- without a browser -------------------------------------------------------------------------
+
+
+def test_fit_section_shows_every_cell_with_data_curve_and_bands(fit_report) -> None:
+    from solver.report_html import fit_figure
+
+    report, files = fit_report
+    text = files["html"].read_text(encoding="utf-8")
+    assert "<h2>Response-curve fit</h2>" in text and "held-out MAPE" in text
+    n = min(len(report.fit_cells), MAX_CURVES)
+    div = fit_figure(report)
+    # per cell: two bands (edge + filled edge each), the fitted line, the history points
+    assert div.count('"fill":"tonexty"') == 2 * n and div.count('"mode":"markers"') == n
+    for category, segment in zip(report.fit_cells["category"], report.fit_cells["segment"]):
+        assert f'<td class="text">{category}</td><td class="text">{segment}</td>' in text   # its diagnostics row
 
 
 def test_html_is_self_contained(sample_report_files) -> None:

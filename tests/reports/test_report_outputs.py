@@ -35,6 +35,17 @@ def test_json_has_every_table_and_is_strict_json(data, sample_report: Report) ->
     assert data["rules"][0]["rule"] == "budget" and any(":" in r["rule"] for r in data["rules"])
 
 
+def test_fit_tables_go_to_json_and_excel_only_with_the_fit(fit_report, data) -> None:
+    report, files = fit_report
+    assert "fit_cells" not in data and "fit_backtest" not in data          # the sample has no fit
+    fitted = json.loads(files["json"].read_text())
+    assert len(fitted["fit_cells"]) == len(report.fit_cells) == 10
+    methods = {r["method"] for r in fitted["fit_backtest"]}
+    assert methods == {"curves", "last_roi", "average_roi"}
+    sheets = pd.read_excel(files["xlsx"], sheet_name=None)
+    assert len(sheets["Fit_cells"]) == 10 and set(sheets["Fit_backtest"]["method"]) == methods
+
+
 def test_headline_agrees_with_the_tables(data, sample_report: Report, sample_problem) -> None:
     h, rules, frontier = data["headline"], pd.DataFrame(data["rules"]), pd.DataFrame(data["frontier"])
     budget_row = rules[rules["kind"] == "budget"].iloc[0]
