@@ -99,14 +99,23 @@ def scenarios_command(
     out: Annotated[Path, typer.Option("--out", "-o", help="CSV: the comparison table.")] = Path("scenarios.csv"),
     backend: Annotated[str, typer.Option(help=f"'auto' or one of: {', '.join(backend_names())}.")] = "auto",
     time_limit: Annotated[float, typer.Option(help="Seconds per solve route.")] = 60.0,
+    dask: Annotated[bool, typer.Option("--dask", help="Fan the scenarios' solves out over Dask (a LocalCluster "
+                                                      "unless --scheduler is given).")] = False,
+    scheduler: Annotated[Optional[str], typer.Option(help="Dask scheduler tcp://host:port (implies --dask).")] = None,
 ) -> None:
     """Evaluate named scenarios (plan, status quo, budget-guide mixes, your own) and compare them.
     Infeasible scenarios are rows of the table, not errors (exit 0)."""
     from solver.formatting import money
-    from solver.scenarios import compare_scenarios
 
-    table = compare_scenarios(Problem.read(problem), scenarios, options=SolveOptions(time_limit=time_limit),
-                              backend=backend)
+    options = SolveOptions(time_limit=time_limit)
+    if dask or scheduler:
+        from solver.distributed import compare_scenarios as fan_out
+
+        table = fan_out(Problem.read(problem), scenarios, scheduler=scheduler, options=options, backend=backend)
+    else:
+        from solver.scenarios import compare_scenarios
+
+        table = compare_scenarios(Problem.read(problem), scenarios, options=options, backend=backend)
     out.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(out, index=False)
     for row in table.itertuples():

@@ -167,6 +167,22 @@ def frontier_table(problem: ProblemLike, *, lo: float = 0.5, hi: float = 1.5, po
     return frame.reindex(columns=BASE_COLUMNS + [c for c in frame.columns if c not in BASE_COLUMNS])
 
 
+def compare_scenarios(problem: ProblemLike, scenarios: Any = None, *,
+                      scheduler: str | DaskPool | Any | None = None, backend: str = "auto",
+                      options: SolveOptions | None = None) -> Any:
+    """The scenario comparison of :func:`solver.scenarios.compare_scenarios` (same rows, same
+    columns) with every scenario's solve as one Dask task (:func:`solve_many`).
+
+    ``scenarios``: a scenarios file (path, read here), a scenarios dict, or None for the built-ins.
+    """
+    from solver import scenarios as sc
+
+    with _client(scheduler) as client:
+        return sc.compare_scenarios(as_problem(problem), scenarios, backend=backend, options=options,
+                                    solve_all=lambda problems: solve_many(problems, scheduler=client,
+                                                                          backend=backend, options=options))
+
+
 def sweep_budgets(problem: ProblemLike, budgets: Sequence[float], *, scheduler: str | DaskPool | Any | None = None,
                   backend: str = "auto", options: SolveOptions | None = None) -> list[Solution]:
     """Solve ``problem`` at each budget of ``budgets`` (all else unchanged), fanned out over Dask.

@@ -24,7 +24,7 @@ says which.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -273,32 +273,51 @@ def builtin_scenarios(problem: Problem, include: Sequence[str] = INCLUDES) -> li
 # --- evaluating -------------------------------------------------------------------------------
 
 
+SolveAll = Callable[[Sequence[Problem]], list[Solution]]
+
+
 def run_scenarios(problem: Problem, scenarios: Sequence[Scenario] | None = None,
                   include: Sequence[str] = INCLUDES, *, options: SolveOptions | None = None,
-                  backend: str = "auto", solution: Solution | None = None) -> list[ScenarioResult]:
+                  backend: str = "auto", solution: Solution | None = None,
+                  solve_all: SolveAll | None = None) -> list[ScenarioResult]:
     """Evaluate the built-in scenarios in ``include`` followed by ``scenarios``, in order.
 
     ``solution``: the problem's own solution, if already solved (the ``optimal plan`` row reuses it).
+    ``solve_all``: solves a list of problems and returns their solutions in order (e.g. fanned out
+    over Dask, :func:`solver.distributed.compare_scenarios`); by default each is solved here with
+    :func:`solver.resolve.resolve`. Every scenario's problem is built first, then all are solved.
     """
-    results = []
+    rows: list[ScenarioResult | tuple[str, str, Problem, str, bool]] = []
     for sc in [*builtin_scenarios(problem, include), *(scenarios or [])]:
         if sc.spec.get("status_quo"):
             spend = status_quo_spend(problem)
             if spend is None:
-                results.append(ScenarioResult(sc.name, "status quo", problem, "skipped",
-                                              "no current_spend on some cells"))
+                rows.append(ScenarioResult(sc.name, "status quo", problem, "skipped",
+                                           "no current_spend on some cells"))
                 continue
             broken = broken_rules(problem, spend)
-            results.append(ScenarioResult(sc.name, "status quo", problem, "evaluated",
-                                          note="current spend as given" + ("; breaks " + "; ".join(broken) if broken else ""),
-                                          spend=spend))
+            rows.append(ScenarioResult(sc.name, "status quo", problem, "evaluated",
+                                       note="current spend as given" + ("; breaks " + "; ".join(broken) if broken else ""),
+                                       spend=spend))
             continue
         plan = sc.where == "built-in"
         for name, kind, p, note in build(problem, sc):
-            sol = solution if plan and solution is not None else resolve(p, backend=backend, options=options)
-            kind = "plan" if plan else kind
-            spend = solution_spend(sol) if sol.allocation else None
-            results.append(ScenarioResult(name, kind, p, sol.status.value, sol.message, note, sol, spend))
+            rows.append((name, "plan" if plan else kind, p, note, plan and solution is not None))
+    pending = [r[2] for r in rows if isinstance(r, tuple) and not r[4]]
+    if solve_all is not None:
+        solved = iter(solve_all(pending))
+    else:
+        solved = iter([resolve(p, backend=backend, options=options) for p in pending])
+    results = []
+    for r in rows:
+        if isinstance(r, ScenarioResult):
+            results.append(r)
+            continue
+        name, kind, p, note, reuse = r
+        sol = solution if reuse else next(solved)
+        assert sol is not None
+        spend = solution_spend(sol) if sol.allocation else None
+        results.append(ScenarioResult(name, kind, p, sol.status.value, sol.message, note, sol, spend))
     return results
 
 
@@ -352,17 +371,20 @@ def scenario_table(results: Sequence[ScenarioResult], plan: Problem | None = Non
 
 def compare_scenarios(problem: Problem, scenarios: str | Path | Mapping[str, Any] | None = None, *,
                       options: SolveOptions | None = None, backend: str = "auto",
-                      solution: Solution | None = None) -> pd.DataFrame:
-    """The comparison table for a scenarios file (path), a scenarios dict, or the built-ins only."""
-    return scenario_table(evaluate(problem, scenarios, options=options, backend=backend, solution=solution), problem)
+                      solution: Solution | None = None, solve_all: SolveAll | None = None) -> pd.DataFrame:
+    """The comparison table for a scenarios file (path), a scenarios dict, or the built-ins only
+    (``solve_all``: see :func:`run_scenarios`)."""
+    return scenario_table(evaluate(problem, scenarios, options=options, backend=backend, solution=solution,
+                                   solve_all=solve_all), problem)
 
 
 def evaluate(problem: Problem, scenarios: str | Path | Mapping[str, Any] | None = None, *,
              options: SolveOptions | None = None, backend: str = "auto",
-             solution: Solution | None = None) -> list[ScenarioResult]:
+             solution: Solution | None = None, solve_all: SolveAll | None = None) -> list[ScenarioResult]:
     """:func:`run_scenarios` for a scenarios file (path), a scenarios dict, or the built-ins only."""
     if scenarios is None:
-        return run_scenarios(problem, options=options, backend=backend, solution=solution)
+        return run_scenarios(problem, options=options, backend=backend, solution=solution, solve_all=solve_all)
     parsed, include = (read_scenarios(scenarios) if isinstance(scenarios, (str, Path))
                        else parse_scenarios(scenarios))
-    return run_scenarios(problem, parsed, include, options=options, backend=backend, solution=solution)
+    return run_scenarios(problem, parsed, include, options=options, backend=backend, solution=solution,
+                         solve_all=solve_all)

@@ -123,3 +123,20 @@ def test_the_service_sweeps_on_the_cluster_given_by_scheduler(server_factory: An
 def _same_dict(got: dict[str, Any], want: Any) -> bool:
     strip = lambda d: {k: v for k, v in d.items() if k != "seconds"}
     return strip(got) == strip(json.loads(json.dumps(want.to_dict())))
+
+
+def test_scenarios_fanned_out_equal_the_serial_table(pool: DaskPool, tmp_path: Path) -> None:
+    from solver.distributed import compare_scenarios as fan_out
+    from solver.scenarios import compare_scenarios
+
+    problem = Path(__file__).resolve().parents[1] / "reports" / "sample_problem.json"
+    spec = {"version": 1, "include": ["plan", "status_quo", "budget_guide"],
+            "scenarios": [{"name": "lean", "budget_factor": 0.8}]}
+    fanned = fan_out(problem, spec, scheduler=pool).drop(columns=["message"])
+    serial = compare_scenarios(Problem.read(problem), spec).drop(columns=["message"])
+    assert len(fanned) > 8 and list(fanned["scenario"]) == list(serial["scenario"])
+    pd.testing.assert_frame_equal(fanned, serial)
+    out, spec_file = tmp_path / "s.csv", tmp_path / "scenarios.json"
+    spec_file.write_text(json.dumps(spec))
+    assert main(["scenarios", str(problem), "--scenarios", str(spec_file), "--out", str(out), "--dask"]) == 0
+    assert list(pd.read_csv(out)["scenario"]) == list(serial["scenario"])
