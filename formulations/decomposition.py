@@ -23,6 +23,8 @@ those go to the other routes). If the method does not settle, it says so (``ERRO
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -79,15 +81,18 @@ class _Dual:
         mu_cell = np.where(self.clv_of_cell >= 0, st.mu[np.maximum(self.clv_of_cell, 0)] if self.r else 0.0, 0.0)
         return m.spend_cost + st.lam + nu_cell + mu_cell, mu_cell
 
-    def evaluate(self, st: _State, warm: Responses | None = None) -> tuple[Responses, float, dict[str, FloatArray]]:
-        """Best responses, ``g`` and every row's residual (gradient of ``g``) at ``st``
-        (``warm``: the responses at ``st.y`` of an earlier evaluation, see :func:`respond`)."""
+    def evaluate(self, st: _State, warm: Responses | None = None) -> tuple[Responses, Callable[[], float],
+                                                                             dict[str, FloatArray]]:
+        """Best responses, ``g`` (a function: computed on first call, as it needs every revenue
+        curve's value) and every row's residual (gradient of ``g``) at ``st`` (``warm``: the
+        responses at ``st.y`` of an earlier evaluation, see :func:`respond`)."""
         m = self.m
         price, weight = self.prices(st)
         resp = respond(m, price, weight, st.y, warm=warm)
         cat = m.category_sums(resp.y)[m.share_category]
         bound_k = np.where(st.nu >= 0, m.share_hi, m.share_lo)
-        g = float(resp.upper.sum()) + st.lam * m.budget + float(st.nu @ bound_k)
+        constant = st.lam * m.budget + float(st.nu @ bound_k)
+        g = functools.cache(lambda: float(resp.upper.sum()) + constant)
         acq = resp.acq
         has = self.clv_of_cell >= 0
         clv_slack = np.bincount(self.clv_of_cell[has], weights=(acq - resp.y)[has], minlength=self.r)
@@ -265,7 +270,7 @@ def solve_decomposition(model: ArrayModel, max_rounds: int = _MAX_ROUNDS,
             trial.y = resp.y
             t_resp, t_g, t_res = dual.evaluate(trial, warm=resp)
             t_norm = float(np.max(np.abs(dual.active_gradient(trial, t_res)), initial=0.0))
-            if t_g <= g - 1e-4 * t * abs(float(grad @ step)) or t_norm <= 0.5 * norm:
+            if t_norm <= 0.5 * norm or t_g() <= g() - 1e-4 * t * abs(float(grad @ step)):
                 break
             t *= 0.5
         st, resp, g, res = trial, t_resp, t_g, t_res

@@ -16,7 +16,9 @@ floating-point rounding, never an underestimate from an unconverged search.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 from numpy.typing import NDArray
@@ -72,26 +74,33 @@ def cell_prices(model: ArrayModel, mult: Multipliers) -> tuple[FloatArray, Float
 class Responses:
     """The cells' best responses to prices and weights (see :func:`respond`).
 
-    ``y``: maximizers (n,); ``upper``: per-cell values provably >= each true maximum;
-    ``interior``: cells strictly inside their bounds; ``curvature``: ``-(r'' + w v'')`` at ``y``
-    (> 0 for interior cells of strictly concave curves, 0 elsewhere) -- how fast ``y`` responds to
-    its price (``dy/dp = -1/curvature``); ``dacq``: ``v'`` at ``y``; ``acq``: ``v`` at ``y`` (the
-    scaled acquisition value of :meth:`ArrayModel.acq_value`; zeros when the model has no CLV/CAC
-    rule).
+    ``y``: maximizers (n,); ``upper`` (computed on first use: it needs every revenue curve's
+    value): per-cell values provably >= each true maximum; ``interior``: cells strictly inside
+    their bounds; ``curvature``: ``-(r'' + w v'')`` at ``y`` (> 0 for interior cells of strictly
+    concave curves, 0 elsewhere) -- how fast ``y`` responds to its price (``dy/dp =
+    -1/curvature``); ``dacq``: ``v'`` at ``y``; ``acq``: ``v`` at ``y`` (the scaled acquisition
+    value of :meth:`ArrayModel.acq_value`; zeros when the model has no CLV/CAC rule).
+
+    For a warm start of the next call (see :func:`respond`'s ``warm``): ``slope``, the slope
+    ``L'`` at ``y`` (NaN where it was not evaluated at ``y``), ``raw_curvature``, ``-(r'' + w v'')``
+    there, and the ``price`` and ``weight`` of this call.
     """
 
     y: FloatArray
-    upper: FloatArray
     interior: NDArray[np.bool_]
     curvature: FloatArray
     dacq: FloatArray
     acq: FloatArray
-    # For a warm start of the next call (see respond's ``warm``): the slope ``L'`` at ``y``
-    # (NaN where it was not evaluated at ``y``), ``-(r'' + w v'')`` there, and the prices.
-    slope: FloatArray | None = None
-    raw_curvature: FloatArray | None = None
-    price: FloatArray | None = None
-    weight: FloatArray | None = None
+    slope: FloatArray
+    raw_curvature: FloatArray
+    price: FloatArray
+    weight: FloatArray
+    bounds: Callable[[], FloatArray] = field(repr=False, compare=False)
+
+    @cached_property
+    def upper(self) -> FloatArray:
+        """Per-cell values provably >= each cell's true maximum (see :func:`respond`)."""
+        return self.bounds()
 
 
 _NEWTON_ROUNDS = 100
@@ -109,8 +118,6 @@ def _warm_slopes(model: ArrayModel, warm: Responses, price: FloatArray, weight: 
 
     ``L' = r' + w v' - p`` is linear in ``p`` and ``w``, so the shift is exact; the curvature keeps
     the old weight's ``v''`` (it only sizes the Newton step)."""
-    assert warm.slope is not None and warm.price is not None and warm.weight is not None
-    assert warm.raw_curvature is not None
     d = np.empty(model.n)
     ca = np.empty(model.n)
     with np.errstate(invalid="ignore"):
@@ -164,17 +171,12 @@ def respond(model: ArrayModel, price: FloatArray, weight: FloatArray, start: Flo
     # start's slopes stay exact when a rule's weight moves away from 0.
     any_weight = bool(model.clv_segment.size)
 
-    def value(y: FloatArray) -> tuple[FloatArray, FloatArray]:
-        """Each cell's ``L_i(y_i)`` and acquisition value ``v_i(y_i)``."""
-        acq = model.acq_value(y) if model.clv_segment.size else np.zeros(n)
-        return model.rev(y) - price * y + weight * acq, acq
-
     # The bracket starts as the bounds, whose slopes are unknown: a Newton target beyond a bound is
     # clamped to it, and the next round either stops there (the slope points outwards) or uses
     # the bound as a bracket end. No round is spent on cells that never reach a bound.
     lo, hi = lower.copy(), upper_b.copy()
     mid = 0.5 * (lower + upper_b)
-    if warm is not None and warm.slope is not None:
+    if warm is not None:
         start = warm.y
     y = mid if start is None else np.where((start >= lower) & (start <= upper_b), start, mid)
     exact = np.zeros(n, dtype=bool)  # h (and c) were evaluated at the current y
@@ -187,7 +189,7 @@ def respond(model: ArrayModel, price: FloatArray, weight: FloatArray, start: Flo
     # few remain, and no round pays for the settled ones. Suffix ``a``: values of ``act``.
     act = np.arange(n)
     known = None
-    if warm is not None and warm.slope is not None:
+    if warm is not None:
         known = np.isfinite(warm.slope) & (y == warm.y)
     for round_ in range(_NEWTON_ROUNDS):
         ya, pa = y[act], price[act]
@@ -253,10 +255,14 @@ def respond(model: ArrayModel, price: FloatArray, weight: FloatArray, start: Flo
         _final_slopes(model, y, price, weight, any_weight, np.flatnonzero(settled), h, c, dacq)
         exact |= settled
     interior = ~(at_lower | at_upper)
-    v, acq = value(y)
-    with np.errstate(invalid="ignore"):
-        bound = np.where(h > 0, v + h * (hi - y), v - h * (y - lo))
-    bound = np.where(interior, bound, v)
+    acq = model.acq_value(y) if model.clv_segment.size else np.zeros(n)
+
+    def bounds() -> FloatArray:
+        v = model.rev(y) - price * y + weight * acq
+        with np.errstate(invalid="ignore"):
+            bound = np.where(h > 0, v + h * (hi - y), v - h * (y - lo))
+        return np.where(interior, bound, v)
+
     missing = interior & ~c_known
     if missing.any():
         d2 = model.d2rev(y, missing)
@@ -264,7 +270,7 @@ def respond(model: ArrayModel, price: FloatArray, weight: FloatArray, start: Flo
             d2 = d2 + np.where(weighted, weight * model.d2acq_value(y, missing), 0.0)
         c = np.where(missing, -d2, c)
     curv = np.where(interior & np.isfinite(c), c, 0.0)
-    return Responses(y, bound, interior, curv, dacq, acq, np.where(exact, h, np.nan), c, price, weight)
+    return Responses(y, interior, curv, dacq, acq, np.where(exact, h, np.nan), c, price, weight, bounds)
 
 
 def best_responses(
