@@ -24,6 +24,8 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
 	$(BIN)/python benchmarks/frontier.py
+	$(BIN)/python benchmarks/small.py
+	$(BIN)/python benchmarks/tightness.py
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache

@@ -49,7 +49,10 @@ def full_problem(n_categories: int, n_segments: int, *, seed: int = 0, budget: f
     rng = np.random.default_rng(seed)
     n = n_categories * n_segments
     spend = np.full(n, budget / n) * np.exp(rng.normal(0, 0.3, n))
-    roi = rng.uniform(1.5, 4.5, n)
+    # Categories differ in return (a factor per category), so that share rules bind at the optimum
+    # instead of averaging out over thousands of segments.
+    cat_factor = rng.uniform(0.6, 1.5, n_categories)
+    roi = rng.uniform(1.5, 4.5, n) * np.repeat(cat_factor, n_segments)
     family_of = rng.integers(0, len(FAMILIES), n)
     revenue: list[dict[str, Any] | None] = [None] * n
     acquisitions: list[dict[str, Any] | None] = [None] * n
@@ -85,7 +88,7 @@ def full_problem(n_categories: int, n_segments: int, *, seed: int = 0, budget: f
         seg_cac = np.bincount(seg_of, weights=cac, minlength=n_segments) / n_categories
         # ratio 3: the rule allows CAC up to clv / 3. Tight rules put clv / 3 near the even-spend CAC.
         binds = rng.random(n_segments) < clv_tightness
-        headroom = np.where(binds, rng.uniform(0.9, 1.3, n_segments), rng.uniform(4.0, 8.0, n_segments))
+        headroom = np.where(binds, rng.uniform(0.7, 1.2, n_segments), rng.uniform(4.0, 8.0, n_segments))
         problem["segments"] = {s: {"clv": float(3 * c * h), "min_clv_cac_ratio": 3.0}
                                for s, c, h in zip(segs, seg_cac, headroom)}
     return problem
