@@ -71,24 +71,27 @@ def check_frontier(body: Any, query: Mapping[str, Any], config: ServiceConfig) -
     return Submission(FRONTIER, dict(d), check_options(query, config) | {"lo": lo, "hi": hi})
 
 
-def check_scenarios(body: Any, query: Mapping[str, Any], config: ServiceConfig) -> Submission:
-    """A scenarios request: the problem, and a scenarios file (or none: the built-ins)."""
+def _check_scenarios(scenarios: Any) -> None:
+    """A request's optional scenarios file (a dict), checked like the CLI checks a file."""
     from solver.scenarios import parse_scenarios
 
-    d = _keys(body, {"problem", "scenarios"}, "scenarios request")
-    check_problem(d["problem"], config, "problem.")
-    if d.get("scenarios") is not None:
+    if scenarios is not None:
         try:
-            parse_scenarios(d["scenarios"])
+            parse_scenarios(scenarios)
         except ProblemError as e:
             raise BadInput(str(e)) from None
+
+
+def check_scenarios(body: Any, query: Mapping[str, Any], config: ServiceConfig) -> Submission:
+    """A scenarios request: the problem, and a scenarios file (or none: the built-ins)."""
+    d = _keys(body, {"problem", "scenarios"}, "scenarios request")
+    check_problem(d["problem"], config, "problem.")
+    _check_scenarios(d.get("scenarios"))
     return Submission(SCENARIOS, dict(d), check_options(query, config))
 
 
 def check_report(body: Any, query: Mapping[str, Any], config: ServiceConfig) -> Submission:
     """A report request: the problem, optional scenarios, frontier points, check flag and targets."""
-    from solver.scenarios import parse_scenarios
-
     d = _keys(body, {"problem", "scenarios", "frontier_points", "check", "targets"}, "report request")
     check_problem(d["problem"], config, "problem.")
     _points(d.get("frontier_points", 25), "frontier_points", config)
@@ -99,11 +102,7 @@ def check_report(body: Any, query: Mapping[str, Any], config: ServiceConfig) -> 
                                                                          and not isinstance(v, bool)
                                                                          for v in targets.values())):
         raise BadInput("targets: expected an object of numbers, e.g. {\"revenue\": 2500000}")
-    if d.get("scenarios") is not None:
-        try:
-            parse_scenarios(d["scenarios"])
-        except ProblemError as e:
-            raise BadInput(str(e)) from None
+    _check_scenarios(d.get("scenarios"))
     return Submission(REPORT, dict(d), check_options(query, config))
 
 
