@@ -78,6 +78,15 @@ class Family(ABC):
     def time_scaled(p: Mapping[str, FloatArray], periods: float) -> dict[str, FloatArray]:
         """Parameters of ``periods * f(x / periods)`` (the same family)."""
 
+    #: Whether :meth:`inverse_derivative` has a closed form for this family.
+    has_inverse: ClassVar[bool] = False
+
+    @staticmethod
+    def inverse_derivative(s: FloatArray, p: Mapping[str, FloatArray]) -> FloatArray:
+        """The spend ``x`` (unbounded: may be negative or ``inf``) where ``f'(x) = s``, for
+        ``s > 0``; ``inf`` where ``s <= 0``. Only families with ``has_inverse``."""
+        raise NotImplementedError
+
     def extra_check(self, p: Mapping[str, FloatArray], where: str) -> None:
         """Family-specific checks beyond the parameter ranges."""
 
@@ -114,6 +123,13 @@ class LogFamily(Family):
     def time_scaled(p, periods):
         return {"a": p["a"] * periods, "b": p["b"] * periods}
 
+    has_inverse = True
+
+    @staticmethod
+    def inverse_derivative(s, p):
+        with np.errstate(divide="ignore"):
+            return np.where(s > 0, p["a"] / s - p["b"], np.inf)
+
 
 class ExpSaturationFamily(Family):
     name = "exp_saturation"
@@ -141,6 +157,13 @@ class ExpSaturationFamily(Family):
     @staticmethod
     def time_scaled(p, periods):
         return {"a": p["a"] * periods, "b": p["b"] * periods}
+
+    has_inverse = True
+
+    @staticmethod
+    def inverse_derivative(s, p):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(s > 0, p["b"] * np.log(p["a"] / (p["b"] * s)), np.inf)
 
 
 class PowerFamily(Family):
@@ -174,6 +197,15 @@ class PowerFamily(Family):
     def time_scaled(p, periods):
         return {"a": p["a"] * periods ** (1.0 - p["p"]), "p": p["p"]}
 
+    has_inverse = True
+
+    @staticmethod
+    def inverse_derivative(s, p):
+        # p == 1 is linear: every spend has slope a (a step, not a point); p < 1 only here.
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            x = np.power(s / (p["a"] * p["p"]), 1.0 / (p["p"] - 1.0))
+        return np.where(s > 0, x, np.inf)
+
 
 class MichaelisMentenFamily(Family):
     name = "michaelis_menten"
@@ -206,6 +238,14 @@ class MichaelisMentenFamily(Family):
     @staticmethod
     def time_scaled(p, periods):
         return {"alpha": p["alpha"] * periods, "lam": p["lam"], "scale": p["scale"] * periods}
+
+    has_inverse = True
+
+    @staticmethod
+    def inverse_derivative(s, p):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            u = np.sqrt(p["alpha"] * p["lam"] / (p["scale"] * s)) - p["lam"]
+        return np.where(s > 0, p["scale"] * u, np.inf)
 
 
 class LogisticFamily(Family):
@@ -661,6 +701,25 @@ class CurveBatch:
         """First and second derivatives at ``x`` in one pass (shape (n,) each)."""
         d1, d2 = self._apply(x, 3, where, outputs=2)
         return d1, d2
+
+    def inverse_derivative_at(self, s: FloatArray) -> FloatArray | None:
+        """The spends where each curve's derivative equals ``s`` (shape (n,)), in closed form;
+        None unless every curve's family has one (single-sample curves; ``power`` with p < 1).
+
+        Unbounded: entries may be negative or ``inf`` (clip to the cells' bounds: by concavity the
+        clipped value maximizes ``f(x) - s x`` on the bounds). A position without a curve (the
+        zero curve) gets ``-inf`` where ``s > 0`` and ``inf`` elsewhere.
+        """
+        x = np.where(s > 0, -np.inf, np.inf)
+        for g in self.groups:
+            fam = PARAMETRIC_FAMILIES.get(g.family)
+            if fam is None or not fam.has_inverse or next(iter(g.params.values())).shape[1] != 1:
+                return None
+            params = {k: v[:, 0] for k, v in g.params.items()}
+            if g.family == "power" and np.any(params["p"] >= 1.0):
+                return None
+            x[g.index] = fam.inverse_derivative(s[g.index], params)
+        return x
 
     def slopes_of(self, x: FloatArray, positions: NDArray[np.intp]) -> tuple[FloatArray, FloatArray]:
         """First and second derivatives of the curves at ``positions`` (shape (m,)) at spends

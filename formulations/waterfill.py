@@ -1,7 +1,9 @@
 """Water-filling: the exact closed-form route for the budget-and-bounds problem.
 
 With only the budget row and cell bounds, every cell spends its best response to one price
-``lam`` (the budget dual): ``y_i(lam) = argmax r_i(y) - (spend_cost + lam) y`` on ``[l_i, u_i]``.
+``lam`` (the budget dual): ``y_i(lam) = argmax r_i(y) - (spend_cost + lam) y`` on ``[l_i, u_i]``
+-- in closed form (the clipped inverse of the marginal revenue) for log, exp_saturation,
+michaelis_menten and power curves, by a bracketed search otherwise.
 ``sum_i y_i(lam)`` is nonincreasing in ``lam``; the same bracketed root search that finds each
 cell's best response (:func:`formulations.lagrangian.bracket_root`) finds the price at which it
 equals the budget. Where the sum jumps (linear or piecewise-linear curves have whole intervals of
@@ -27,9 +29,20 @@ def supports(model: ArrayModel) -> bool:
     return model.share_category.size == 0 and model.clv_segment.size == 0
 
 
+def closed_form(model: ArrayModel) -> bool:
+    """Whether every revenue curve's best response has a closed form (see :func:`_plan`)."""
+    return model.revenue.inverse_derivative_at(np.ones(model.n)) is not None
+
+
 def _plan(model: ArrayModel, lam: float) -> FloatArray:
-    price = np.full(model.n, model.spend_cost + lam)
-    return best_responses(model, price, np.zeros(model.n))[0]
+    """Each cell's best response to the price ``spend_cost + lam`` (scaled): the clipped inverse
+    of its marginal revenue where the family has a closed form, else a bracketed search."""
+    price = model.spend_cost + lam
+    money_slope = np.full(model.n, price * model.value_scale / model.money_scale)
+    x = model.revenue.inverse_derivative_at(money_slope)
+    if x is not None:
+        return np.clip(x / model.money_scale, model.lower, model.upper)
+    return best_responses(model, np.full(model.n, price), np.zeros(model.n))[0]
 
 
 def solve_waterfill(model: ArrayModel) -> RouteResult:
@@ -70,7 +83,10 @@ def solve_waterfill(model: ArrayModel) -> RouteResult:
     over, under = y_over.sum() - budget, budget - y_under.sum()
     theta = 0.0 if over + under <= 0 else under / (over + under)
     y = np.clip(y_under + theta * (y_over - y_under), model.lower, model.upper)
+    blended = float(hi[0] + theta * (lo[0] - hi[0]))
+    if closed_form(model):  # smooth curves: the total is continuous, the bracket is the price
+        return result(y, blended, 1)
     # The certificate's price: whichever candidate proves the tightest bound.
-    prices = (float(hi[0]), float(lo[0]), float(hi[0] + theta * (lo[0] - hi[0])))
+    prices = (float(hi[0]), float(lo[0]), blended)
     lam = min(prices, key=lambda p: dual_bound(model, Multipliers(p, zeros, zeros, zeros)).value)
     return result(y, lam, 1)

@@ -81,6 +81,8 @@ def candidates(model: ArrayModel, name: str) -> list[Backend]:
     if name == "auto":
         piecewise = (model.revenue.families() | model.acquisitions.families()) & _PIECEWISE
         order = AUTO_ORDER_PIECEWISE if piecewise else AUTO_ORDER
+        if waterfill.supports(model) and waterfill.closed_form(model):  # one price, closed-form responses
+            order = ("waterfill", *(n for n in order if n != "waterfill"))
         return [b for b in (get_backend(n) for n in order) if b.supports(model)]
     return [get_backend(name)]
 

@@ -141,3 +141,25 @@ def test_fused_slopes_equal_separate_derivatives(name: str) -> None:
     d1w, _ = batch.slopes_at(X, where)
     np.testing.assert_allclose(d1w[where], d1[where], rtol=1e-15)
     assert np.all(d1w[~where] == 0.0)
+
+
+@pytest.mark.parametrize("name", ["log", "exp_saturation", "michaelis_menten", "power"])
+def test_closed_form_inverse_of_the_derivative(name: str) -> None:
+    curve = Curve.from_dict(SPECS[name])
+    x = np.geomspace(1.0, 3000.0, 25)   # where the slope is far from underflowing to 0
+    batch = CurveBatch([curve] * x.size)
+    back = batch.inverse_derivative_at(curve.derivative(x))
+    assert back is not None
+    np.testing.assert_allclose(back, x, rtol=1e-9)
+    # above the slope at zero the stationary point is below zero (clipped to the lower bound)
+    s0 = curve.derivative(np.array([0.0]))[0]
+    if np.isfinite(s0):
+        assert batch.inverse_derivative_at(np.full(x.size, 2 * s0))[0] < 0
+    assert np.isinf(batch.inverse_derivative_at(np.zeros(x.size))).all()   # a free dollar: spend it all
+
+
+def test_no_closed_form_inverse_for_other_families_or_samples() -> None:
+    for spec in (SPECS["hill"], SPECS["logistic"], SPECS["pwl"], SPECS["power_linear"], SPECS["samples"],
+                 SPECS["linear"]):
+        assert CurveBatch([Curve.from_dict(spec)]).inverse_derivative_at(np.ones(1)) is None, spec
+    assert CurveBatch([None, None]).inverse_derivative_at(np.array([1.0, -1.0])).tolist() == [-np.inf, np.inf]

@@ -216,3 +216,27 @@ def test_decomposition_agrees_with_the_cut_route_and_closes_the_gap(seed: int, o
         assert fast.gap <= 1e-9 * abs(fast.objective) + 1e-9
         for name in ("budget",):
             assert getattr(fast.duals, name) == pytest.approx(getattr(cuts.duals, name), rel=1e-5, abs=1e-9)
+
+
+def test_closed_form_water_filling_agrees_with_the_decomposition_and_is_auto() -> None:
+    rng = np.random.default_rng(11)
+    specs = []
+    for i in range(40):
+        family = ("log", "exp_saturation", "michaelis_menten", "power")[i % 4]
+        scale = float(rng.uniform(5e3, 5e4))
+        specs.append({"log": {"family": "log", "a": 3 * scale, "b": scale},
+                      "exp_saturation": {"family": "exp_saturation", "a": 2 * scale, "b": scale},
+                      "michaelis_menten": {"family": "michaelis_menten", "alpha": 3 * scale, "lam": 1.0,
+                                           "scale": scale},
+                      "power": {"family": "power", "a": float(rng.uniform(5, 20)), "p": float(rng.uniform(0.3, 0.8))},
+                      }[family])
+    cells = _cells(specs)
+    for c in cells[::7]:
+        c["max_spend"] = 2_000.0   # some caps bind
+    problem = {"version": 1, "budget": 600_000.0, "cells": cells}
+    auto, dec = solve(problem), solve(problem, backend="decomposition")
+    assert auto.backend == "waterfill" and auto.is_optimal and dec.is_optimal
+    assert auto.objective == pytest.approx(dec.objective, rel=1e-12)
+    np.testing.assert_allclose([c.spend for c in auto.allocation], [c.spend for c in dec.allocation],
+                               rtol=1e-6, atol=1e-6 * 600_000)
+    assert auto.duals.budget == pytest.approx(dec.duals.budget, rel=1e-9)
