@@ -110,25 +110,43 @@ _SETTLE = 3e-8
 _SETTLE_FLOOR = 1e-9  # spends (scaled, budget = 1) below this count as this for _SETTLE
 
 
+def _closed_form_responses(model: ArrayModel, price: FloatArray, weighted: NDArray[np.bool_],
+                           y: FloatArray) -> NDArray[np.bool_] | None:
+    """Write into ``y`` the exact best responses of the unweighted cells when every revenue
+    curve inverts its marginal in closed form; the mask of those cells, or None."""
+    if np.all(weighted):
+        return None
+    s = price * (model.value_scale / model.money_scale)  # the money slope of each cell's price
+    x = model.revenue.inverse_derivative_at(s)
+    if x is None:
+        return None
+    free = ~weighted & ~np.isnan(x)
+    y[free] = np.clip(x[free] / model.money_scale, model.lower[free], model.upper[free])
+    return free
+
+
 def _warm_slopes(model: ArrayModel, warm: Responses, price: FloatArray, weight: FloatArray,
-                 known: NDArray[np.bool_], y: FloatArray, h: FloatArray, c: FloatArray,
+                 known: NDArray[np.bool_], act: NDArray[np.intp], y: FloatArray, h: FloatArray, c: FloatArray,
                  dacq: FloatArray) -> tuple[FloatArray, FloatArray]:
-    """Slope and curvature of every cell at ``y`` (the warm plan) under the new prices: from the
-    warm call where it evaluated them at this ``y`` (``known``), else evaluated now.
+    """Slope and curvature of the cells ``act`` at ``y`` (the warm plan) under the new prices:
+    from the warm call where it evaluated them at this ``y`` (``known``), else evaluated now.
 
     ``L' = r' + w v' - p`` is linear in ``p`` and ``w``, so the shift is exact; the curvature keeps
     the old weight's ``v''`` (it only sizes the Newton step)."""
-    d = np.empty(model.n)
-    ca = np.empty(model.n)
+    k = known[act]
+    d = np.empty(act.size)
+    ca = np.empty(act.size)
+    ik = act[k]
     with np.errstate(invalid="ignore"):
-        shift = (warm.price - price) + np.where(weight != warm.weight, (weight - warm.weight) * warm.dacq, 0.0)
-    d[known] = warm.slope[known] + shift[known]
-    ca[known] = warm.raw_curvature[known]
-    dacq[known] = warm.dacq[known]
-    rest = np.flatnonzero(~known)
+        dw = weight[ik] - warm.weight[ik]
+        shift = (warm.price[ik] - price[ik]) + np.where(dw != 0, dw * warm.dacq[ik], 0.0)
+    d[k] = warm.slope[ik] + shift
+    ca[k] = warm.raw_curvature[ik]
+    dacq[ik] = warm.dacq[ik]
+    rest = act[~k]
     if rest.size:
         _final_slopes(model, y, price, weight, bool(model.clv_segment.size), rest, h, c, dacq)
-        d[rest], ca[rest] = h[rest], c[rest]
+        d[~k], ca[~k] = h[rest], c[rest]
     return d, ca
 
 
@@ -188,13 +206,22 @@ def respond(model: ArrayModel, price: FloatArray, weight: FloatArray, start: Flo
     # The loop works on the compacted unsettled cells (``act``): after the first rounds only a
     # few remain, and no round pays for the settled ones. Suffix ``a``: values of ``act``.
     act = np.arange(n)
+    # Cells with no acquisition weight and a closed-form inverse marginal need no search: their
+    # best response is that inverse, clipped (exact by concavity); their slope is evaluated once
+    # after the loop, with the settled cells'.
+    free = _closed_form_responses(model, price, weighted, y)
+    if free is not None:
+        settled |= free
+        act = np.flatnonzero(~free)
     known = None
     if warm is not None:
         known = np.isfinite(warm.slope) & (y == warm.y)
     for round_ in range(_NEWTON_ROUNDS):
+        if act.size == 0:
+            break
         ya, pa = y[act], price[act]
         if round_ == 0 and known is not None:
-            d, ca = _warm_slopes(model, warm, price, weight, known, y, h, c, dacq)  # type: ignore[arg-type]
+            d, ca = _warm_slopes(model, warm, price, weight, known, act, y, h, c, dacq)  # type: ignore[arg-type]
         else:
             d1, d2 = model.rev_slopes_of(ya, act)
             d = d1 - pa
@@ -254,6 +281,10 @@ def respond(model: ArrayModel, price: FloatArray, weight: FloatArray, start: Flo
     if settled.any():
         _final_slopes(model, y, price, weight, any_weight, np.flatnonzero(settled), h, c, dacq)
         exact |= settled
+    if free is not None:  # a closed-form response clipped to a bound sits there
+        free_low = free & (y <= lower) & (h <= 0)
+        at_lower |= free_low
+        at_upper |= free & ~free_low & (y >= upper_b) & (h >= 0)
     interior = ~(at_lower | at_upper)
     acq = model.acq_value(y) if model.clv_segment.size else np.zeros(n)
 
