@@ -281,6 +281,7 @@ def respond(model: ArrayModel, price: FloatArray, weight: FloatArray, start: Flo
     if settled.any():
         _final_slopes(model, y, price, weight, any_weight, np.flatnonzero(settled), h, c, dacq)
         exact |= settled
+        c_known |= settled
     if free is not None:  # a closed-form response clipped to a bound sits there
         free_low = free & (y <= lower) & (h <= 0)
         at_lower |= free_low
