@@ -150,20 +150,27 @@ def _warm_slopes(model: ArrayModel, warm: Responses, price: FloatArray, weight: 
     return d, ca
 
 
-def _final_slopes(model: ArrayModel, y: FloatArray, price: FloatArray, weight: FloatArray, any_weight: bool,
-                  cells: NDArray[np.intp], h: FloatArray, c: FloatArray, dacq: FloatArray) -> None:
-    """Write the slope ``h``, curvature ``c`` and ``v'`` of ``cells`` at their final spends."""
+def _slopes(model: ArrayModel, y: FloatArray, price: FloatArray, weight: FloatArray, with_acq: bool,
+            cells: NDArray[np.intp], dacq: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """Slope ``L'`` and curvature ``-(r'' + w v'')`` of ``cells`` at their spends ``y[cells]``;
+    writes ``v'`` into ``dacq[cells]`` when ``with_acq``."""
     yc = y[cells]
     d1, d2 = model.rev_slopes_of(yc, cells)
     d = d1 - price[cells]
-    if any_weight:
+    if with_acq:
         a1, a2 = model.acq_slopes_of(yc, cells)
         dacq[cells] = a1
         wc = weight[cells]
-        with np.errstate(invalid="ignore"):
+        with np.errstate(invalid="ignore"):  # 0 weight x infinite slope at 0 counts as 0
             d = d + np.where(wc > 0, wc * a1, 0.0)
             d2 = d2 + np.where(wc > 0, wc * a2, 0.0)
-    h[cells], c[cells] = d, -d2
+    return d, -d2
+
+
+def _final_slopes(model: ArrayModel, y: FloatArray, price: FloatArray, weight: FloatArray, with_acq: bool,
+                  cells: NDArray[np.intp], h: FloatArray, c: FloatArray, dacq: FloatArray) -> None:
+    """Write the slope ``h``, curvature ``c`` and ``v'`` of ``cells`` at their final spends."""
+    h[cells], c[cells] = _slopes(model, y, price, weight, with_acq, cells, dacq)
 
 
 def respond(model: ArrayModel, price: FloatArray, weight: FloatArray, start: FloatArray | None = None,
@@ -187,7 +194,7 @@ def respond(model: ArrayModel, price: FloatArray, weight: FloatArray, start: Flo
     weighted = weight > 0
     # v' is evaluated wherever the model has CLV/CAC rules, weighted or not, so that a warm
     # start's slopes stay exact when a rule's weight moves away from 0.
-    any_weight = bool(model.clv_segment.size)
+    with_acq = bool(model.clv_segment.size)
 
     # The bracket starts as the bounds, whose slopes are unknown: a Newton target beyond a bound is
     # clamped to it, and the next round either stops there (the slope points outwards) or uses
@@ -199,7 +206,6 @@ def respond(model: ArrayModel, price: FloatArray, weight: FloatArray, start: Flo
     y = mid if start is None else np.where((start >= lower) & (start <= upper_b), start, mid)
     exact = np.zeros(n, dtype=bool)  # h (and c) were evaluated at the current y
     h, c, dacq = np.zeros(n), np.zeros(n), np.zeros(n)
-    c_known = np.zeros(n, dtype=bool)
     at_lower, at_upper = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
     step_prev = np.full(n, np.inf)
     settled = np.zeros(n, dtype=bool)  # moved by a final tiny Newton step, slope not yet known
@@ -223,18 +229,8 @@ def respond(model: ArrayModel, price: FloatArray, weight: FloatArray, start: Flo
         if round_ == 0 and known is not None:
             d, ca = _warm_slopes(model, warm, price, weight, known, act, y, h, c, dacq)  # type: ignore[arg-type]
         else:
-            d1, d2 = model.rev_slopes_of(ya, act)
-            d = d1 - pa
-            if any_weight:
-                a1, a2 = model.acq_slopes_of(ya, act)
-                dacq[act] = a1
-                wa, wmask = weight[act], weighted[act]
-                with np.errstate(invalid="ignore"):  # 0 weight x infinite slope at 0 counts as 0
-                    d = d + np.where(wmask, wa * a1, 0.0)
-                    d2 = d2 + np.where(wmask, wa * a2, 0.0)
-            ca = -d2
+            d, ca = _slopes(model, y, price, weight, with_acq, act, dacq)
         h[act], c[act] = d, ca
-        c_known[act] = True
         exact[act] = True
         la, ua = lower[act], upper_b[act]
         loa = np.where(d > 0, ya, lo[act])
@@ -279,15 +275,14 @@ def respond(model: ArrayModel, price: FloatArray, weight: FloatArray, start: Flo
             if act.size == 0:
                 break
     if settled.any():
-        _final_slopes(model, y, price, weight, any_weight, np.flatnonzero(settled), h, c, dacq)
+        _final_slopes(model, y, price, weight, with_acq, np.flatnonzero(settled), h, c, dacq)
         exact |= settled
-        c_known |= settled
     if free is not None:  # a closed-form response clipped to a bound sits there
         free_low = free & (y <= lower) & (h <= 0)
         at_lower |= free_low
         at_upper |= free & ~free_low & (y >= upper_b) & (h >= 0)
     interior = ~(at_lower | at_upper)
-    acq = model.acq_value(y) if model.clv_segment.size else np.zeros(n)
+    acq = model.acq_value(y) if with_acq else np.zeros(n)
 
     def bounds() -> FloatArray:
         v = model.rev(y) - price * y + weight * acq
@@ -295,12 +290,6 @@ def respond(model: ArrayModel, price: FloatArray, weight: FloatArray, start: Flo
             bound = np.where(h > 0, v + h * (hi - y), v - h * (y - lo))
         return np.where(interior, bound, v)
 
-    missing = interior & ~c_known
-    if missing.any():
-        d2 = model.d2rev(y, missing)
-        if any_weight:
-            d2 = d2 + np.where(weighted, weight * model.d2acq_value(y, missing), 0.0)
-        c = np.where(missing, -d2, c)
     curv = np.where(interior & np.isfinite(c), c, 0.0)
     return Responses(y, interior, curv, dacq, acq, np.where(exact, h, np.nan), c, price, weight, bounds)
 
