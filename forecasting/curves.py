@@ -626,6 +626,7 @@ class CurveBatch:
         self.n = n
         self.groups: tuple[_Group, ...] = tuple(groups)
         self._locator: tuple[NDArray[np.intp], NDArray[np.intp]] | None = None
+        self._has_inverse: bool | None = None
 
     def _locate(self) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
         """Per position: its group (-1 for the zero curve) and its row in that group."""
@@ -710,16 +711,23 @@ class CurveBatch:
         clipped value maximizes ``f(x) - s x`` on the bounds). A position without a curve (the
         zero curve) gets ``-inf`` where ``s > 0`` and ``inf`` elsewhere.
         """
+        if not self.has_inverse_derivative():
+            return None
         x = np.where(s > 0, -np.inf, np.inf)
         for g in self.groups:
-            fam = PARAMETRIC_FAMILIES.get(g.family)
-            if fam is None or not fam.has_inverse or next(iter(g.params.values())).shape[1] != 1:
-                return None
             params = {k: v[:, 0] for k, v in g.params.items()}
-            if g.family == "power" and np.any(params["p"] >= 1.0):
-                return None
-            x[g.index] = fam.inverse_derivative(s[g.index], params)
+            x[g.index] = PARAMETRIC_FAMILIES[g.family].inverse_derivative(s[g.index], params)
         return x
+
+    def has_inverse_derivative(self) -> bool:
+        """Whether :meth:`inverse_derivative_at` has a closed form for every curve (computed once)."""
+        if self._has_inverse is None:
+            self._has_inverse = all(
+                (fam := PARAMETRIC_FAMILIES.get(g.family)) is not None and fam.has_inverse
+                and next(iter(g.params.values())).shape[1] == 1
+                and not (g.family == "power" and np.any(g.params["p"] >= 1.0))
+                for g in self.groups)
+        return self._has_inverse
 
     def slopes_of(self, x: FloatArray, positions: NDArray[np.intp]) -> tuple[FloatArray, FloatArray]:
         """First and second derivatives of the curves at ``positions`` (shape (m,)) at spends

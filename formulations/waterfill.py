@@ -31,7 +31,7 @@ def supports(model: ArrayModel) -> bool:
 
 def closed_form(model: ArrayModel) -> bool:
     """Whether every revenue curve's best response has a closed form (see :func:`_plan`)."""
-    return model.revenue.inverse_derivative_at(np.ones(model.n)) is not None
+    return model.revenue.has_inverse_derivative()
 
 
 def _plan(model: ArrayModel, lam: float) -> FloatArray:
