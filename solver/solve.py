@@ -87,7 +87,7 @@ def solve(problem: ProblemLike, backend: str = "auto", options: SolveOptions | N
         solution = verified_solution(model, result, opts, start)
         if solution.is_optimal:
             return solution
-        unreachable = unreachable_clv(model)
+        unreachable = unreachable_clv(model) if not failures else []  # route-independent: once
         if unreachable:
             return _bare(p, Status.INFEASIBLE, "infeasible: " + "; ".join(unreachable), start, route.name)
         failures.append(f"{route.name}: {solution.message}")
