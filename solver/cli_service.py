@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -35,6 +38,19 @@ def serve(
     run_server(config, host, port, log_level)
 
 
+@contextlib.contextmanager
+def _run_store(db: Optional[str]) -> Iterator[Any]:
+    """The run store at ``db`` (or BUDGET_SOLVER_DB, or the default), closed afterwards."""
+    from solver.service.config import ServiceConfig
+    from solver.service.store import RunStore
+
+    store = RunStore(ServiceConfig.from_env(db_url=db).db_url)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
 keys_app = typer.Typer(help="API keys of the HTTP service (only their hashes are stored).", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 
@@ -45,14 +61,8 @@ def keys_create(
     db: Annotated[Optional[str], typer.Option(help="Run store URL [env BUDGET_SOLVER_DB].")] = None,
 ) -> None:
     """Create an API key for TENANT and print it (the last word of the output; shown only once)."""
-    from solver.service.config import ServiceConfig
-    from solver.service.store import RunStore
-
-    store = RunStore(ServiceConfig.from_env(db_url=db).db_url)
-    try:
+    with _run_store(db) as store:
         token = store.create_key(tenant)
-    finally:
-        store.close()
     typer.echo(f"API key for tenant {tenant} (shown once; only its hash is stored): {token}")
 
 
@@ -62,14 +72,8 @@ def keys_revoke(
     db: Annotated[Optional[str], typer.Option(help="Run store URL [env BUDGET_SOLVER_DB].")] = None,
 ) -> None:
     """Revoke an API key: requests with it answer 401 from now on."""
-    from solver.service.config import ServiceConfig
-    from solver.service.store import RunStore
-
-    store = RunStore(ServiceConfig.from_env(db_url=db).db_url)
-    try:
+    with _run_store(db) as store:
         revoked = store.revoke_key(key_id)
-    finally:
-        store.close()
     if not revoked:
         raise ValueError(f"key id {key_id!r}: no such active key")
     typer.echo(f"revoked key {key_id}")
