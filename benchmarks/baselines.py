@@ -10,6 +10,10 @@
   bisection on the budget price, numpy-vectorized: the physical limit for the simplest case.
 
 Each returns ``(objective in money on the exact curves or nan, note)``; timing is the caller's.
+Libraries used only by one baseline (scipy.optimize, cvxpy) are imported inside its function so
+that other routes' processes do not load them; the caller imports them before its clock
+(:func:`fair.preload`), so the import statements here are dictionary look-ups. Stopping
+tolerances: see :mod:`fair`.
 """
 
 from __future__ import annotations
@@ -20,14 +24,19 @@ import highspy
 import numpy as np
 from numpy.typing import NDArray
 
+from fair import CLARABEL_TOLERANCES, GAP_TOL, HIGHS_TOLERANCES
 from formulations.model import ArrayModel, max_violation
 
 FloatArray = NDArray[np.float64]
 
 
 def slsqp(model: ArrayModel, time_limit: float = 120.0) -> tuple[float, str]:
-    """SLSQP from the even allocation, analytic gradients, rows as vector constraints."""
-    from scipy.optimize import minimize
+    """SLSQP from the even allocation, analytic gradients, rows as vector constraints.
+
+    Stopping accuracy ``ftol`` (SLSQP's target for the objective and for the summed constraint
+    violation) is the product's relative gap tolerance times the objective's size at the start.
+    """
+    from scipy.optimize import minimize  # preloaded by the caller (fair.preload)
 
     n = model.n
     k, m = model.share_category.size, model.clv_segment.size
@@ -52,23 +61,25 @@ def slsqp(model: ArrayModel, time_limit: float = 120.0) -> tuple[float, str]:
         cons.append({"type": "ineq", "fun": lambda y: model.clv_slack(y),
                      "jac": lambda y: seg * (model.dacq_value(y) - 1.0)[None, :]})
     y0 = np.clip(np.full(n, model.budget / n), model.lower, model.upper)
+    ftol = GAP_TOL * max(abs(float(model.objective(y0))), 1.0)
     try:
         res = minimize(lambda y: -model.objective(y), y0, jac=lambda y: -(model.drev(y) - model.spend_cost),
                        bounds=list(zip(model.lower, model.upper)), constraints=cons, method="SLSQP",
-                       callback=check_time, options={"maxiter": 1000, "ftol": 1e-12})
+                       callback=check_time, options={"maxiter": 1000, "ftol": ftol})
     except TimeoutError:
         return float("nan"), f"stopped at the {time_limit:g} s limit"
     y = np.clip(res.x, model.lower, model.upper)
-    feasible = max_violation(model, y) <= 1e-6
-    note = f"{'success' if res.success else 'failed'} ({res.message}); " + ("feasible" if feasible else "INFEASIBLE plan")
+    violation = max_violation(model, y)
+    note = (f"{'success' if res.success else 'failed'} ({res.message}), violation {violation:.1e}"
+            + ("" if violation <= 1e-6 else "; INFEASIBLE plan"))
     return model.objective(y) * model.value_scale, note
 
 
 def clarabel_default(model: ArrayModel) -> tuple[float, str]:
-    """The exact conic model at Clarabel's default tolerances."""
+    """The exact conic model at Clarabel's default tolerances (passed explicitly, :mod:`fair`)."""
     import warnings
 
-    import cvxpy as cp
+    import cvxpy as cp  # preloaded by the caller (fair.preload)
 
     from formulations.conic import build_conic
 
@@ -76,7 +87,7 @@ def clarabel_default(model: ArrayModel) -> tuple[float, str]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            problem.solve(solver=cp.CLARABEL)
+            problem.solve(solver=cp.CLARABEL, **CLARABEL_TOLERANCES)
         except cp.error.SolverError as e:
             return float("nan"), f"solver error: {e}"
     if handles["y"].value is None:  # type: ignore[attr-defined]
@@ -109,6 +120,8 @@ def highs_pieces(model: ArrayModel, pieces: int) -> tuple[float, str]:
     h.setOptionValue("output_flag", False)
     h.setOptionValue("solver", "ipm")
     h.setOptionValue("run_crossover", "on")  # without it the IPM ends "Unknown" on some instances
+    for option, value in HIGHS_TOLERANCES.items():
+        h.setOptionValue(option, value)
     h.changeObjectiveSense(highspy.ObjSense.kMaximize)
     cost = (rev_slope - model.spend_cost).ravel()
     h.addCols(cost.size, cost, np.zeros(cost.size), width.ravel(), 0,
@@ -168,15 +181,32 @@ def _inverse_marginal(model: ArrayModel, lam: float) -> FloatArray:
     return np.clip(np.nan_to_num(x, nan=0.0, posinf=np.inf), model.lower * ms, model.upper * ms)
 
 
-def plain_waterfill(model: ArrayModel, rounds: int = 80) -> tuple[float, str]:
-    """Budget-only water-filling: bisection on log(lam) with closed-form spends (money units)."""
+def plain_waterfill(model: ArrayModel) -> tuple[float, str]:
+    """Budget-only water-filling: bisection on log(lam) with closed-form spends (money units).
+
+    Stops at double precision, like the product's own price search: when the spend total meets
+    the budget to 1e-15 relative, or when the bracket on the price no longer shrinks in floating
+    point (its midpoint equals an end). The plan is the one at the upper end of the bracket (it
+    spends at most the budget, or the budget to 1e-15), kept from its evaluation, not recomputed.
+    """
     budget = model.budget * model.money_scale
     lo, hi = -30.0, 30.0  # log of the price, in revenue per dollar
-    for _ in range(rounds):
+    x_hi: FloatArray | None = None  # the plan at hi, once evaluated
+    rounds = 0
+    while True:
         mid = 0.5 * (lo + hi)
-        if _inverse_marginal(model, float(np.exp(mid))).sum() > budget:
+        if not lo < mid < hi:  # the bracket is two adjacent doubles: it cannot shrink further
+            break
+        rounds += 1
+        x = _inverse_marginal(model, float(np.exp(mid)))
+        spend = float(x.sum())
+        if abs(spend - budget) <= 1e-15 * budget:  # spends the budget to double precision
+            hi, x_hi = mid, x
+            break
+        if spend > budget:
             lo = mid
         else:
-            hi = mid
-    x = _inverse_marginal(model, float(np.exp(hi)))
-    return float(model.revenue.value_at(x).sum()), f"price {np.exp(hi):.6g}"
+            hi, x_hi = mid, x
+    if x_hi is None:
+        x_hi = _inverse_marginal(model, float(np.exp(hi)))
+    return float(model.revenue.value_at(x_hi).sum()), f"price {np.exp(hi):.6g}, {rounds} bisections"

@@ -719,6 +719,13 @@ class CurveBatch:
             x[g.index] = PARAMETRIC_FAMILIES[g.family].inverse_derivative(s[g.index], params)
         return x
 
+    def has_straight_curves(self) -> bool:
+        """Whether some curve is a straight line (``linear``, or ``power`` with ``p = 1`` in every
+        sample): it has no curvature anywhere, so its best response to a price jumps between
+        its bounds."""
+        return any(g.family == "linear" or (g.family == "power" and bool(np.any(np.all(g.params["p"] >= 1.0, axis=1))))
+                   for g in self.groups)
+
     def has_inverse_derivative(self) -> bool:
         """Whether :meth:`inverse_derivative_at` has a closed form for every curve (computed once)."""
         if self._has_inverse is None:

@@ -162,9 +162,15 @@ def _powered(yg: cp.Expression, expo: FloatArray, side_constraints: list[cp.Cons
     if np.all(expo == 1.0):
         return yg
     if side_constraints is not None:
-        w = cp.Variable(expo.size)
-        side_constraints.append(cp.constraints.PowCone3D(yg, np.ones(expo.size), w, expo))
-        return w
+        # A power cone needs an exponent strictly inside (0, 1); exponent 1 is the identity.
+        cone = np.flatnonzero(expo < 1.0)
+        if cone.size == expo.size:
+            w = cp.Variable(expo.size)
+            side_constraints.append(cp.constraints.PowCone3D(yg, np.ones(expo.size), w, expo))
+            return w
+        w = cp.Variable(cone.size)
+        side_constraints.append(cp.constraints.PowCone3D(yg[cone], np.ones(cone.size), w, expo[cone]))
+        return _scatter(expo.size, [(cone, w), (np.flatnonzero(expo >= 1.0), yg[np.flatnonzero(expo >= 1.0)])])
     parts, selectors = [], []
     for e in np.unique(expo):
         sel = np.flatnonzero(expo == e)
@@ -172,12 +178,19 @@ def _powered(yg: cp.Expression, expo: FloatArray, side_constraints: list[cp.Cons
         selectors.append(sel)
     if len(parts) == 1:
         return parts[0]
-    # Reassemble the group's order: a sum of sparsely scattered pieces.
+    return _scatter(expo.size, list(zip(selectors, parts)))
+
+
+def _scatter(size: int, pieces: list[tuple[NDArray[np.intp], cp.Expression]]) -> cp.Expression:
+    """The vector of length ``size`` holding each piece's values at its positions (the pieces'
+    positions partition ``range(size)``): a sum of sparse scatter products."""
     import scipy.sparse as sp
 
     out: cp.Expression = 0  # type: ignore[assignment]
-    for sel, part in zip(selectors, parts):
-        scatter = sp.csr_matrix((np.ones(sel.size), (sel, np.arange(sel.size))), shape=(expo.size, sel.size))
+    for sel, part in pieces:
+        if sel.size == 0:
+            continue
+        scatter = sp.csr_matrix((np.ones(sel.size), (sel, np.arange(sel.size))), shape=(size, sel.size))
         out = out + scatter @ part
     return out
 

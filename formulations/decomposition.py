@@ -43,8 +43,10 @@ _MAX_ROUNDS = 200
 
 
 def supports(model: ArrayModel) -> bool:
-    """Every cell's curves must be smooth with curvature (no linear or pwl curves)."""
-    return not ((model.revenue.families() | model.acquisitions.families()) & _FLAT)
+    """Every cell's curves must be smooth, and revenue curves curved (no linear or pwl curves,
+    no power curve with ``p = 1``)."""
+    return not ((model.revenue.families() | model.acquisitions.families()) & _FLAT) and \
+        not model.revenue.has_straight_curves()
 
 
 @dataclass

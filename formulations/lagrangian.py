@@ -16,6 +16,7 @@ floating-point rounding, never an underestimate from an unconverged search.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -104,10 +105,14 @@ class Responses:
 
 
 _NEWTON_ROUNDS = 100
+#: Relative rounding allowance of one evaluated term (curve values to a few ulps, products, the
+#: sample mean): added to every per-cell maximum and to the sum, so bounds stay rigorous.
+TERM_ROUNDING = 64 * np.finfo(float).eps
 #: A Newton step below this fraction of the spend is taken as the last one (the error left is of
 #: order its square, far below what the rules' residuals can see), saving an evaluation round.
 _SETTLE = 3e-8
 _SETTLE_FLOOR = 1e-9  # spends (scaled, budget = 1) below this count as this for _SETTLE
+_TINY = 1e-300  # a bracket [0, _TINY] (scaled spend) is as narrow as a bracket gets
 
 
 def _closed_form_responses(model: ArrayModel, price: FloatArray, weighted: NDArray[np.bool_],
@@ -208,6 +213,7 @@ def respond(model: ArrayModel, price: FloatArray, weight: FloatArray, start: Flo
     h, c, dacq = np.zeros(n), np.zeros(n), np.zeros(n)
     at_lower, at_upper = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
     step_prev = np.full(n, np.inf)
+    jumped = np.zeros(n, dtype=bool)  # a flat cell was sent to a bound once
     settled = np.zeros(n, dtype=bool)  # moved by a final tiny Newton step, slope not yet known
     # The loop works on the compacted unsettled cells (``act``): after the first rounds only a
     # few remain, and no round pays for the settled ones. Suffix ``a``: values of ``act``.
@@ -239,7 +245,7 @@ def respond(model: ArrayModel, price: FloatArray, weight: FloatArray, start: Flo
         stop_up = (ya >= ua) & (d >= 0)
         stop_low = (ya <= la) & (d <= 0)
         flat = np.isfinite(d) & (np.abs(d) <= 1e-15 * (np.abs(pa) + np.abs(d + pa) + 1e-300))
-        narrow = hia - loa <= 4e-16 * (np.abs(hia) + 1e-300)
+        narrow = (hia - loa <= 4e-16 * np.abs(hia)) | (hia <= 2 * _TINY)
         # A bracket that shrank onto a bound never evaluated there: the cell sits at that bound.
         stop_up |= narrow & (d > 0) & (hia >= ua)
         stop_low |= narrow & (d <= 0) & (loa <= la)
@@ -262,7 +268,18 @@ def respond(model: ArrayModel, price: FloatArray, weight: FloatArray, start: Flo
         at_bound = (target == la) | (target == ua)  # one round settles a cell at its bound
         ok = (np.isfinite(target) & (ca > 0) & (target >= loa) & (target <= hia) & (target != ya)
               & ((np.abs(step) <= 0.5 * step_prev[act]) | at_bound))
-        new_y = np.where(ok, target, 0.5 * (loa + hia))
+        # Bisect in proportion while the bracket spans orders of magnitude: a slope infinite at
+        # 0 that falls only slowly (power or hill exponent near 1) can put the maximizer at
+        # 1e-300, a thousand halvings away but ten proportional ones.
+        floor = np.maximum(loa, _TINY)
+        mid = np.where(hia > 16.0 * floor, np.sqrt(floor) * np.sqrt(hia), 0.5 * (loa + hia))
+        # No curvature here (a straight curve or a pwl piece): try the bound the slope points
+        # to, once; a straight curve stops there, a kinked one has a bracket to bisect.
+        flat_jump = (ca == 0) & ~jumped[act] & np.where(d > 0, hia == ua, loa == la) & ~ok
+        jump_to = np.where(d > 0, ua, la)
+        flat_jump &= jump_to != ya
+        jumped[act[flat_jump]] = True
+        new_y = np.where(ok, target, np.where(flat_jump, jump_to, mid))
         step_prev[act] = np.abs(new_y - ya)
         y[act] = new_y
         exact[act] = False
@@ -285,13 +302,49 @@ def respond(model: ArrayModel, price: FloatArray, weight: FloatArray, start: Flo
     acq = model.acq_value(y) if with_acq else np.zeros(n)
 
     def bounds() -> FloatArray:
-        v = model.rev(y) - price * y + weight * acq
+        rev = model.rev(y)
+        v = rev - price * y + weight * acq
         with np.errstate(invalid="ignore"):
             bound = np.where(h > 0, v + h * (hi - y), v - h * (y - lo))
-        return np.where(interior, bound, v)
+            bound = np.where(interior, bound, v)
+            # Rounding: each term is evaluated to a few ulps; the allowance keeps the bound above
+            # the exact maximum whatever the cancellation between revenue and price terms.
+            size = np.abs(rev) + np.abs(price * y) + np.abs(weight * acq)
+            size = size + np.where(interior, np.abs(np.nan_to_num(h)) * (hi - lo), 0.0)
+            bound = bound + TERM_ROUNDING * size
+        bad = np.flatnonzero(~np.isfinite(bound))
+        if bad.size:  # an infinite slope at y (0 spend, p < 1): bound by the bracket's other end
+            bound[bad] = _far_end_bounds(model, y, lo, hi, h, price, weight, bad)
+        return bound
 
     curv = np.where(interior & np.isfinite(c), c, 0.0)
     return Responses(y, interior, curv, dacq, acq, np.where(exact, h, np.nan), c, price, weight, bounds)
+
+
+def _far_end_bounds(model: ArrayModel, y: FloatArray, lo: FloatArray, hi: FloatArray, h: FloatArray,
+                    price: FloatArray, weight: FloatArray, cells: NDArray[np.intp]) -> FloatArray:
+    """Upper bounds on the maxima of ``cells`` from the tangent at the end of their bracket
+    away from ``y`` (where the maximizer lies): ``L(e) + max(-L'(e), 0) (e - y)`` with ``e = hi``
+    when the slope at ``y`` points up, ``L(e) + max(L'(e), 0) (y - e)`` with ``e = lo`` otherwise.
+    ``inf`` where that end is ``y`` itself or its tangent is infinite too."""
+    up = h[cells] > 0
+    end = np.where(up, hi[cells], lo[cells])
+    full = y.copy()
+    full[cells] = end
+    where = np.zeros(model.n, dtype=bool)
+    where[cells] = True
+    with_acq = bool(model.clv_segment.size)
+    dacq = np.zeros(model.n)
+    slope, _ = _slopes(model, full, price, weight, with_acq, cells, dacq)
+    acq = model.acq_value(full, where)[cells] if with_acq else 0.0
+    rev = model.rev(full, where)[cells]
+    value = rev - price[cells] * end + weight[cells] * acq
+    width = np.abs(end - y[cells])
+    with np.errstate(invalid="ignore"):
+        bound = value + np.where(up, np.maximum(-slope, 0.0), np.maximum(slope, 0.0)) * width
+        size = np.abs(rev) + np.abs(price[cells] * end) + np.abs(weight[cells] * acq) + np.abs(slope) * width
+    bound = bound + TERM_ROUNDING * size
+    return np.where(np.isfinite(bound) & (width > 0), bound, np.inf)
 
 
 def best_responses(
@@ -364,12 +417,14 @@ def dual_bound(model: ArrayModel, mult: Multipliers, start: FloatArray | None = 
     price, weight = cell_prices(model, mult)
     r = respond(model, price, weight, start)
     y, upper = r.y, r.upper
-    constant = (
-        mult.budget * model.budget
-        - float(mult.share_min @ model.share_lo)
-        + float(mult.share_max @ model.share_hi)
-    )
-    return DualBound(float(upper.sum()) + constant, y, mult)
+    terms = np.concatenate([[mult.budget * model.budget], -mult.share_min * model.share_lo,
+                            mult.share_max * model.share_hi])
+    value = float(upper.sum()) + float(terms.sum())
+    size = float(np.abs(upper).sum()) + float(np.abs(terms).sum())
+    value += (np.log2(upper.size + terms.size + 1) + 2) * TERM_ROUNDING * size
+    if not np.isfinite(value):
+        value = math.inf  # a bound that is not finite proves nothing
+    return DualBound(value, y, mult)
 
 
 def refine_multipliers(model: ArrayModel, mult: Multipliers, max_evaluations: int = 60) -> Multipliers:

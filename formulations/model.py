@@ -22,7 +22,7 @@ The class never mutates the problem and holds no solver state.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from numpy.typing import NDArray
@@ -30,6 +30,7 @@ from numpy.typing import NDArray
 import pandas as pd
 
 from forecasting.curves import CurveBatch
+from formulations.presolve import Fixing, forced_cells
 from formulations.problem import BudgetMode, Objective, Problem
 
 FloatArray = NDArray[np.float64]
@@ -60,6 +61,9 @@ class ArrayModel:
     revenue: CurveBatch
     acquisitions: CurveBatch
     acq_value_coef: FloatArray   # cap_s of the cell's segment rule, 0 if none, shape (n,)
+    #: cells the rules force to their minimum spend (their ``upper`` is set to ``lower``), see
+    #: :mod:`formulations.presolve`
+    fixed: tuple[Fixing, ...] = field(default=())
 
     @property
     def n(self) -> int:
@@ -80,14 +84,14 @@ class ArrayModel:
         plans and multipliers of one budget are warm starts for the next."""
         problem = self.problem.with_budget(budget)
         ratio = budget / self.problem.budget
-        no_cap = np.isnan(problem.table.max_spend)
-        return replace(
+        return with_forced_cells(replace(
             self,
             problem=problem,
-            upper=np.where(no_cap, budget / self.money_scale, self.upper),
+            upper=problem.table.upper(budget) / self.money_scale,
             share_lo=self.share_lo * ratio,
             share_hi=self.share_hi * ratio,
-        )
+            fixed=(),
+        ))
 
     # --- scaled curve evaluation ---------------------------------------------------------
     def rev(self, y: FloatArray, where: BoolArray | None = None) -> FloatArray:
@@ -203,7 +207,7 @@ def compile_problem(problem: Problem) -> ArrayModel:
     value_scale = float(revenue.value_at(reference).sum())
     if profit or not np.isfinite(value_scale) or value_scale <= 0:
         value_scale = max(value_scale if np.isfinite(value_scale) else 0.0, budget)
-    return ArrayModel(
+    return with_forced_cells(ArrayModel(
         problem=problem,
         money_scale=money_scale,
         value_scale=value_scale,
@@ -223,7 +227,28 @@ def compile_problem(problem: Problem) -> ArrayModel:
         revenue=revenue,
         acquisitions=acquisitions,
         acq_value_coef=acq_value_coef,
-    )
+    ))
+
+
+def with_forced_cells(model: ArrayModel) -> ArrayModel:
+    """``model`` with the cells its rules force to their minimum spend fixed there (upper = lower)
+    and listed in ``fixed`` (see :mod:`formulations.presolve`)."""
+    rules = range(model.clv_segment.size)
+    clv_cells = [np.flatnonzero(model.clv_rule_of == r) for r in rules]
+    has_clv = bool(model.clv_segment.size)
+    fixings = forced_cells(
+        budget=model.budget, lower=model.lower, upper=model.upper, category_of=model.category_of,
+        categories=model.categories, share_category=model.share_category, share_lo=model.share_lo,
+        share_hi=model.share_hi, clv_cells_of_rule=clv_cells,
+        clv_names=[model.segments[model.clv_segment[r]] for r in rules],
+        acq_value_at_lower=model.acq_value(model.lower) if has_clv else np.zeros(model.n),
+        acq_slope_at_lower=model.dacq_value(model.lower) if has_clv else np.zeros(model.n))
+    if not fixings:
+        return model
+    upper = model.upper.copy()
+    cells = np.array([f.cell for f in fixings], dtype=np.intp)
+    upper[cells] = model.lower[cells]
+    return replace(model, upper=upper, fixed=tuple(fixings))
 
 
 def row_violations(model: ArrayModel, y: FloatArray) -> dict[str, FloatArray]:

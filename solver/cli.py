@@ -17,6 +17,7 @@ import typer
 
 from formulations.problem import Problem
 from solver import cli_reports, cli_service  # noqa: F401 - they register their commands on app
+from solver import cli_check  # noqa: F401 - registers `check` on app
 from solver.backends import SolveOptions, backend_names
 from solver.cli_common import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_OK, app, echo_err, report_solution
 from solver.cli_reports import write_full_report

@@ -30,14 +30,14 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from formulations.feasibility import conflicting_rules, precheck
+from formulations.feasibility import conflicts
 from formulations.model import ArrayModel, compile_problem
 from formulations.problem import Problem
 from formulations.result import RouteResult, RouteStatus
 from formulations.risk import BACKEND, check_alpha, cvar, scenario_count, scenario_revenue, solve_cvar_model
 from solver.backends import SolveOptions
 from solver.solution import Solution
-from solver.solve import ProblemLike, as_problem, solve, verified_solution
+from solver.solve import ProblemLike, as_problem, infeasible_solution, prove_infeasible, solve, verified_solution
 from solver.status import Status
 from solver.verify import certify
 
@@ -83,12 +83,15 @@ def solve_cvar(problem: ProblemLike, alpha: float, options: SolveOptions | None 
     model = compile_problem(p)
     n_scenarios = scenario_count(model)
     kind = f"{p.objective.value} CVaR at alpha={level:g}"
-    conflicts = precheck(model)
-    if conflicts:
-        return _bare(p, kind, Status.INFEASIBLE, "infeasible: " + "; ".join(conflicts), start)
+    proofs = conflicts(model)
+    if proofs:
+        return replace(infeasible_solution(model, proofs, start), objective_kind=kind)
     result = solve_cvar_model(model, level)
     if result.status is RouteStatus.INFEASIBLE:
-        return _bare(p, kind, Status.INFEASIBLE, "infeasible: " + conflicting_rules(model), start)
+        proof = prove_infeasible(model, clv=False)
+        if proof is not None:
+            return replace(infeasible_solution(model, [proof], start, BACKEND), objective_kind=kind)
+        return _bare(p, kind, Status.ERROR, f"{BACKEND} reported infeasible, but no proof of it was found", start)
     if result.y is None or result.weights is None:
         return _bare(p, kind, Status.ERROR, f"{BACKEND}: {result.message}", start)
     cert = certify(model, result.y, None, feas_tol=opts.feas_tol)

@@ -76,12 +76,39 @@ class Duals:
 
 
 @dataclass(frozen=True)
+class InfeasibilityCertificate:
+    """A proof that no plan meets the rules (Farkas type; see :mod:`formulations.feasibility`).
+
+    ``multipliers``: one number per rule, dimensionless, on the rules' slacks in currency
+    (``budget``: ``B - sum x``, any sign in ``equal`` mode; ``category_min[c]``: ``sum_c x - min_c B``;
+    ``category_max[c]``: ``max_c B - sum_c x``; ``segment_clv_cac[s]``: ``clv/ratio x new customers_s -
+    spend_s``; all but the budget's >= 0); ``bound``: a rigorous upper estimate (currency) of the
+    largest value of ``sum_r multiplier_r x slack_r(x)`` over the cells' spend bounds. Every plan
+    that met the rules would make that sum >= 0, so ``bound < 0`` proves there is none.
+    ``rules``: the rules with a nonzero multiplier.
+    """
+
+    multipliers: Duals
+    bound: float
+    rules: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"multipliers": self.multipliers.to_dict(), "bound": self.bound, "rules": list(self.rules)}
+
+
+@dataclass(frozen=True)
 class Solution:
     """A solve's outcome. ``allocation`` is empty unless a plan passed verification.
 
     ``objective`` is evaluated on the exact curves at the allocation; ``upper_bound`` is the
     Lagrangian bound at ``duals`` (anyone can recompute it); ``max_violation`` is the largest rule
     violation of the plan in currency (0 up to rounding for an optimal plan).
+
+    ``relative_gap = (upper_bound - objective) / gap_denominator`` with ``gap_denominator =
+    max(|objective|, 1e-9 x budget)``; ``optimal`` means ``0 <= relative_gap <= gap_tol``.
+    ``fixed_cells``: cells the rules force to their minimum spend, each with the rule that forces
+    it (``{"category", "segment", "spend", "by", "rule"}``); the bound's cell ranges hold them
+    there. ``infeasibility``: the proof behind an ``infeasible`` status.
     """
 
     status: Status
@@ -97,6 +124,11 @@ class Solution:
     seconds: float = 0.0
     iterations: int = 0
     max_violation: float | None = None
+    gap_denominator: float | None = None
+    gap_tol: float | None = None
+    feas_tol: float | None = None
+    fixed_cells: tuple[Mapping[str, Any], ...] = ()
+    infeasibility: InfeasibilityCertificate | None = None
 
     @property
     def is_optimal(self) -> bool:
@@ -108,6 +140,20 @@ class Solution:
         if self.objective is None or self.upper_bound is None:
             return None
         return self.upper_bound - self.objective
+
+    @property
+    def relative_gap(self) -> float | None:
+        """``(upper_bound - objective) / gap_denominator``, if known (see the class docstring)."""
+        if self.gap is None or not self.gap_denominator:
+            return None
+        return self.gap / self.gap_denominator
+
+    @property
+    def gap_basis(self) -> str | None:
+        """``objective``, or ``budget_floor`` when |objective| < 1e-9 x budget sets the scale."""
+        if self.gap_denominator is None or self.objective is None:
+            return None
+        return "budget_floor" if self.gap_denominator > abs(self.objective) else "objective"
 
     def raise_for_status(self) -> Solution:
         """Return self if optimal, else raise :class:`~solver.status.NotOptimalError`."""
@@ -141,14 +187,22 @@ class Solution:
             "budget": self.budget,
             "objective": self.objective,
             "upper_bound": self.upper_bound,
-            "gap": self.gap,
+            "gap": self.relative_gap,
+            "gap_abs": self.gap,
+            "gap_denominator": self.gap_denominator,
+            "gap_basis": self.gap_basis,
+            "gap_tol": self.gap_tol,
+            "feas_tol": self.feas_tol,
             "max_violation": self.max_violation,
             "allocation": self._allocation_records(),
             "duals": None if self.duals is None else self.duals.to_dict(),
             "backend": self.backend,
             "seconds": self.seconds,
             "iterations": self.iterations,
+            "certificate": {"fixed_cells": [dict(f) for f in self.fixed_cells]},
         }
+        if self.infeasibility is not None:
+            d["infeasibility"] = self.infeasibility.to_dict()
         return d
 
     def _allocation_records(self) -> list[dict[str, Any]]:

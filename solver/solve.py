@@ -25,13 +25,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from formulations.feasibility import conflicting_rules, precheck, unreachable_clv
+from formulations.feasibility import InfeasibilityProof, conflicts, lp_proof, unreachable_clv
 from formulations.lagrangian import Multipliers, refine_multipliers
 from formulations.model import ArrayModel, compile_problem
 from formulations.problem import Problem
+from formulations.repair import snap_to_rules
 from formulations.result import RouteResult, RouteStatus
 from solver.backends import SolveOptions, candidates
-from solver.solution import Duals, Solution
+from solver.solution import Duals, InfeasibilityCertificate, Solution
 from solver.status import Status
 from solver.verify import Certificate, certify
 
@@ -63,8 +64,11 @@ def solve(problem: ProblemLike, backend: str = "auto", options: SolveOptions | N
     -------
     Solution
         ``optimal`` only if the plan meets every rule on the exact curves and the dual bound
-        proves it within ``gap_tol``; otherwise ``infeasible`` (with the conflicting rules),
-        ``time_limit`` or ``error`` with a message. Malformed input raises ProblemError instead.
+        proves ``0 <= bound - objective <= gap_tol x max(|objective|, 1e-9 x budget)``;
+        ``infeasible`` only with a proof (:attr:`Solution.infeasibility`, naming the conflicting
+        rules); otherwise ``time_limit`` or ``error`` with a message. A route that fails or
+        raises is reported in the message and the next route is tried. Malformed input raises
+        ProblemError instead.
     """
     opts = options or SolveOptions()
     start = time.perf_counter()
@@ -72,38 +76,90 @@ def solve(problem: ProblemLike, backend: str = "auto", options: SolveOptions | N
     model = compile_problem(p)
     routes = candidates(model, backend)
     # The CLV/CAC reachability check costs a best-response pass over every cell; a proven
-    # optimum makes it moot, so it runs only when no route proves one (see _diagnosis).
-    conflicts = precheck(model, clv=False)
-    if conflicts:
-        return _bare(p, Status.INFEASIBLE, "infeasible: " + "; ".join(conflicts), start)
-    if not routes:  # pragma: no cover - "highs" supports every model
-        return _bare(p, Status.ERROR, "no backend supports this problem", start)
+    # optimum makes it moot, so it runs only when no route proves one.
+    proofs = conflicts(model, clv=False)
+    if proofs:
+        return infeasible_solution(model, proofs, start)
     failures: list[str] = []
     fallback: Solution | None = None
+    clv_checked = False
     for route in routes:
-        result = route.run(model, opts)
+        remaining = opts.time_limit - (time.perf_counter() - start)
+        if remaining <= 0:
+            failures.append(f"{route.name}: not tried, the time limit of {opts.time_limit:g} s was reached")
+            break
+        try:
+            result = route.run(model, replace(opts, time_limit=remaining))
+        except Exception as e:  # noqa: BLE001 - a route's crash is a failed route, not a failed solve
+            failures.append(f"{route.name} raised {type(e).__name__}: {e}")
+            continue
         if result.status is RouteStatus.INFEASIBLE:
-            return _bare(p, Status.INFEASIBLE, "infeasible: " + _diagnosis(model), start, route.name)
+            proof = prove_infeasible(model, clv=not clv_checked)
+            if proof is not None:
+                return infeasible_solution(model, [proof], start, route.name)
+            clv_checked = True
+            failures.append(f"{route.name}: reported infeasible, but no proof of it was found"
+                            + (f" ({result.message})" if result.message else ""))
+            continue
         solution = verified_solution(model, result, opts, start)
         if solution.is_optimal:
             return solution
-        unreachable = unreachable_clv(model) if not failures else []  # route-independent: once
-        if unreachable:
-            return _bare(p, Status.INFEASIBLE, "infeasible: " + "; ".join(unreachable), start, route.name)
+        if not clv_checked:  # route-independent: once
+            clv_checked = True
+            unreachable = unreachable_clv(model)
+            if unreachable:
+                return infeasible_solution(model, unreachable, start, route.name)
         failures.append(f"{route.name}: {solution.message}")
         if fallback is None or (solution.allocation and not fallback.allocation):
             fallback = solution
+    if fallback is None or not fallback.allocation:
+        proof = prove_infeasible(model, clv=not clv_checked)
+        if proof is not None:
+            return infeasible_solution(model, [proof], start)
     message = "no route proved an optimum: " + " | ".join(failures)
     if fallback is not None:
         return replace(fallback, message=message, seconds=time.perf_counter() - start)
     return _bare(p, Status.ERROR, message, start)
 
 
-def _diagnosis(model: ArrayModel) -> str:
-    """Why a problem that a route proved infeasible has no plan: segments that cannot reach their
-    CLV/CAC floor at all, else a minimal set of conflicting rules."""
-    unreachable = unreachable_clv(model)
-    return "; ".join(unreachable) if unreachable else conflicting_rules(model)
+def prove_infeasible(model: ArrayModel, clv: bool = True) -> InfeasibilityProof | None:
+    """A proof that ``model`` has no feasible plan, or None: a segment that cannot reach its
+    CLV/CAC floor (unless ``clv`` is False: already checked), else the phase-one LP's."""
+    unreachable = unreachable_clv(model) if clv else []
+    if unreachable:
+        return unreachable[0]
+    return lp_proof(model)
+
+
+def infeasible_solution(model: ArrayModel, proofs: list[InfeasibilityProof], start: float,
+                        backend: str = "") -> Solution:
+    """The ``infeasible`` solution: every conflict's sentence, and the first proof as the
+    certificate (multipliers are dimensionless; the bound in currency)."""
+    p = model.problem
+    proof = proofs[0]
+    mult = proof.multipliers
+    share_names = [model.categories[c] for c in model.share_category]
+    clv_names = [model.segments[s] for s in model.clv_segment]
+    certificate = InfeasibilityCertificate(
+        multipliers=Duals(
+            budget=float(mult.budget),
+            category_min={n: float(v) for n, v in zip(share_names, mult.share_min)},
+            category_max={n: float(v) for n, v in zip(share_names, mult.share_max)},
+            segment_clv_cac={n: float(v) for n, v in zip(clv_names, mult.clv)},
+        ),
+        bound=float(proof.value * model.money_scale),
+        rules=proof.rules,
+    )
+    message = "infeasible: " + "; ".join(r for pr in proofs for r in pr.reasons)
+    return replace(_bare(p, Status.INFEASIBLE, message, start, backend), infeasibility=certificate,
+                   fixed_cells=_fixed_cells(model))
+
+
+def _fixed_cells(model: ArrayModel) -> tuple[dict[str, Any], ...]:
+    cells = model.problem.cells
+    return tuple({"category": cells[f.cell].category, "segment": cells[f.cell].segment,
+                  "spend": float(model.lower[f.cell] * model.money_scale), "by": f.by, "rule": f.rule}
+                 for f in model.fixed)
 
 
 def _bare(p: Problem, status: Status, message: str, start: float, backend: str = "") -> Solution:
@@ -112,11 +168,18 @@ def _bare(p: Problem, status: Status, message: str, start: float, backend: str =
 
 
 def verified_solution(model: ArrayModel, result: RouteResult, opts: SolveOptions, start: float) -> Solution:
-    """Turn a route's answer into a Solution after checking it on the exact curves."""
+    """Turn a route's answer into a Solution after checking it on the exact curves.
+
+    The plan is first moved onto the linear rules exactly (:func:`formulations.repair.snap_to_rules`)
+    so that its objective is one a truly feasible plan earns; then every rule is checked and the
+    dual bound computed (:func:`solver.verify.certify`).
+    """
     p = model.problem
     if result.y is None:
         status = Status.TIME_LIMIT if result.status in (RouteStatus.TIME_LIMIT, RouteStatus.ITERATION_LIMIT) else Status.ERROR
         return _bare(p, status, result.message or f"{result.backend} returned no plan", start, result.backend)
+    result = replace(result, y=snap_to_rules(model, result.y, opts.feas_tol))
+    assert result.y is not None
     cert = certify(model, result.y, result.multipliers, feas_tol=opts.feas_tol)
     if result.multipliers is not None and cert.feasible and (
             not cert.proves_optimal(opts.gap_tol / 10) or cert.dual_mismatch > 1e-9):
@@ -130,16 +193,20 @@ def verified_solution(model: ArrayModel, result: RouteResult, opts: SolveOptions
         status = Status.ERROR
         message = f"{result.backend} returned a plan that breaks " + "; ".join(cert.violated_rules)
         return _bare(p, status, message, start, result.backend)
+    elif cert.bound_below_objective:
+        status = Status.ERROR
+        message = (f"{result.backend}: the plan is worth {cert.objective:.12g}, more than the proven bound "
+                   f"{cert.upper_bound:.12g}: it cannot be truly feasible, so nothing is proven")
     else:
         limited = result.status in (RouteStatus.TIME_LIMIT, RouteStatus.ITERATION_LIMIT)
         status = Status.TIME_LIMIT if limited else Status.ERROR
         message = (f"{result.backend}: best plan is within {cert.relative_gap:.3g} (relative) of the proven "
                    f"bound, not {opts.gap_tol:g}" + (f" ({result.message})" if result.message else ""))
-    return _solution(model, result, cert, status, message, start)
+    return _solution(model, result, cert, status, message, start, opts)
 
 
 def _solution(model: ArrayModel, result: RouteResult, cert: Certificate, status: Status,
-              message: str, start: float) -> Solution:
+              message: str, start: float, opts: SolveOptions) -> Solution:
     assert result.y is not None
     p = model.problem
     table = p.table
@@ -180,4 +247,8 @@ def _solution(model: ArrayModel, result: RouteResult, cert: Certificate, status:
         seconds=time.perf_counter() - start,
         iterations=result.iterations,
         max_violation=cert.max_violation,
+        gap_denominator=cert.denominator,
+        gap_tol=opts.gap_tol,
+        feas_tol=opts.feas_tol,
+        fixed_cells=_fixed_cells(model),
     )

@@ -18,23 +18,29 @@ from formulations.lagrangian import Multipliers, dual_bound
 from formulations.model import ArrayModel, row_violations
 
 
+#: The gap is relative to ``max(|objective|, GAP_FLOOR x budget)``: the objective itself unless it
+#: is below a billionth of the budget (a profit near zero), where relative accuracy means nothing.
+GAP_FLOOR = 1e-9
+
+
 @dataclass(frozen=True)
 class Certificate:
     """Money-unit facts about one plan.
 
-    ``objective``: exact objective (revenue, or revenue minus spend); ``upper_bound``: proven
-    bound on the best objective (``inf`` without multipliers); ``gap = upper_bound - objective``;
-    ``relative_gap``: gap over ``max(|objective|, value_scale)``; ``max_violation``: the largest
-    rule violation in currency; ``violated_rules``: rules broken by more than the tolerance;
-    ``dual_mismatch``: the largest distance (fraction of the budget) between the plan and the cells'
-    best responses to the multipliers -- 0 when the multipliers are the plan's exact shadow prices.
+    ``objective``: exact objective (revenue, or revenue minus spend) of the plan; ``upper_bound``:
+    proven bound on the best objective (``inf`` without multipliers or when not finite);
+    ``gap = upper_bound - objective``; ``denominator = max(|objective|, GAP_FLOOR x budget)``;
+    ``relative_gap = gap / denominator``; ``max_violation``: the largest rule violation in currency;
+    ``violated_rules``: rules broken by more than the tolerance; ``dual_mismatch``: the largest
+    distance (fraction of the budget) between the plan and the cells' best responses to the
+    multipliers -- 0 when the multipliers are the plan's exact shadow prices.
     """
 
     objective: float
     upper_bound: float
     max_violation: float
     violated_rules: tuple[str, ...]
-    relative_gap: float
+    denominator: float
     dual_mismatch: float = 0.0
 
     @property
@@ -42,12 +48,27 @@ class Certificate:
         return self.upper_bound - self.objective
 
     @property
+    def relative_gap(self) -> float:
+        return self.gap / self.denominator
+
+    @property
+    def floor_applies(self) -> bool:
+        """Whether the gap is measured against the budget floor rather than the objective."""
+        return self.denominator > abs(self.objective)
+
+    @property
     def feasible(self) -> bool:
         return not self.violated_rules
 
+    @property
+    def bound_below_objective(self) -> bool:
+        """The plan is worth more than the proven bound: it cannot be truly feasible."""
+        return math.isfinite(self.upper_bound) and self.gap < 0
+
     def proves_optimal(self, gap_tol: float) -> bool:
-        """Feasible and within ``gap_tol`` (relative) of the proven bound."""
-        return self.feasible and self.relative_gap <= gap_tol
+        """Feasible, a finite bound, and ``0 <= bound - objective <= gap_tol x denominator``."""
+        return (self.feasible and math.isfinite(self.upper_bound) and math.isfinite(self.objective)
+                and 0.0 <= self.gap <= gap_tol * self.denominator)
 
 
 def _describe_violations(model: ArrayModel, y: NDArray[np.float64], feas_tol: float) -> tuple[float, tuple[str, ...]]:
@@ -58,7 +79,7 @@ def _describe_violations(model: ArrayModel, y: NDArray[np.float64], feas_tol: fl
     out: list[str] = []
     cells = model.problem.cells
     for i in np.flatnonzero(viol["bounds"] > tol):
-        out.append(f"cells[{i}] ({cells[i].category} / {cells[i].segment}) spend bounds by {viol['bounds'][i] * scale:.6g}")
+        out.append(f"cell {cells[i].category} / {cells[i].segment} (cells[{i}]) spend bounds by {viol['bounds'][i] * scale:.6g}")
     if viol["budget"][0] > tol:
         out.append(f"budget by {viol['budget'][0] * scale:.6g}")
     for kind in ("share_min", "share_max"):
@@ -83,5 +104,5 @@ def certify(model: ArrayModel, y: NDArray[np.float64], multipliers: Multipliers 
         bound = db.value * model.value_scale
         mismatch = float(np.max(np.abs(db.argmax - y), initial=0.0)) / model.budget
     worst, violated = _describe_violations(model, y, feas_tol)
-    denominator = max(abs(objective), model.value_scale)
-    return Certificate(objective, bound, worst, violated, (bound - objective) / denominator, mismatch)
+    denominator = max(abs(objective), GAP_FLOOR * model.problem.budget)
+    return Certificate(objective, bound, worst, violated, denominator, mismatch)

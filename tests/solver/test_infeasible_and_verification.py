@@ -65,7 +65,8 @@ def test_rules_that_conflict_only_together_are_named() -> None:
             cell["min_spend"] = 150_000.0  # two cells: cat2 takes at least 30 %
     sol = solve(raw)
     assert sol.status is Status.INFEASIBLE
-    assert "share rule of category cat0" in sol.message and "share rule of category cat1" in sol.message
+    assert "minimum share of category cat0" in sol.message and "minimum share of category cat1" in sol.message
+    assert sol.infeasibility is not None and sol.infeasibility.bound < 0
 
 
 def test_infeasible_solution_file_has_status_and_message() -> None:

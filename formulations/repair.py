@@ -1,0 +1,123 @@
+"""Move a route's plan onto the linear rules exactly, so that its objective is attainable.
+
+Routes stop at their own tolerances: an interior-point plan can sit 1e-10 of the budget outside a
+share limit, or leave a sliver of spend on a cell that should spend nothing. Inside the
+feasibility tolerance that is harmless for the rules, but not for the objective: a curve with an
+infinite slope at zero (power with ``p < 1``, hill with slope < 1) turns a 1e-10 sliver into real
+revenue, and the plan's value then exceeds what any truly feasible plan earns -- above the
+proven bound. :func:`snap_to_rules` removes that slack before the plan is evaluated:
+
+1. every spend is clipped to its cell bounds (cells fixed by :mod:`formulations.presolve` land
+   exactly on their minimum);
+2. a category above its maximum (below its minimum) gives back (takes) the excess from its cells
+   in proportion to their room;
+3. the budget row's residual is spread over cells that already spend more than their minimum, in
+   categories with room for it, in proportion to their room -- a cell at its minimum never gets a
+   sliver.
+
+4. a segment that breaks its CLV/CAC rule by a residual moves its cells towards their minimums by
+   one common fraction, the smallest that makes the rule hold, and the spend taken out goes (as in
+   step 3) to cells whose own rule has room for it.
+
+Changes are of the size of the residuals (at most the feasibility tolerance).
+All quantities are in the scaled units of :mod:`formulations.model`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+
+from formulations.model import ArrayModel, max_violation
+
+FloatArray = NDArray[np.float64]
+
+
+def snap_to_rules(model: ArrayModel, y: FloatArray, feas_tol: float) -> FloatArray:
+    """``y`` moved onto the bounds, the share rules, the budget row and the CLV/CAC rules (see
+    the module docstring); unchanged when it breaks a rule by more than ``feas_tol`` (a fraction
+    of the budget): such a plan is reported as breaking it, not mended."""
+    if max_violation(model, y) > feas_tol * model.budget:
+        return y
+    y = _snap_linear(model, np.clip(np.asarray(y, dtype=float), model.lower, model.upper), None)
+    if model.clv_segment.size == 0:
+        return y
+    slack = model.clv_slack(y)
+    broken = np.flatnonzero(slack < 0)
+    if broken.size == 0:
+        return y
+    for r in broken:
+        y = _shrink_into_rule(model, y, int(r), float(-slack[r]))
+    # The spend taken out goes to cells whose CLV/CAC rule has room for it (or that have none).
+    slack = model.clv_slack(y)
+    tight = np.zeros(model.clv_segment.size + 1, dtype=bool)
+    tight[:-1] = slack <= 1e-12 * model.budget
+    return _snap_linear(model, y, tight[model.clv_rule_of])  # rule -1 (none) maps to the last entry
+
+
+def _snap_linear(model: ArrayModel, y: FloatArray, blocked: NDArray[np.bool_] | None) -> FloatArray:
+    """Steps 2 and 3 of the module docstring; ``blocked`` cells receive no spend."""
+    n_cat = len(model.categories)
+    open_ = np.ones(model.n, dtype=bool) if blocked is None else ~blocked
+    lo = np.full(n_cat, -np.inf)
+    hi = np.full(n_cat, np.inf)
+    if model.share_category.size:
+        lo[model.share_category] = model.share_lo
+        hi[model.share_category] = model.share_hi
+        total = model.category_sums(y)
+        y = _shift(model, y, np.minimum(hi - total, 0.0), model.lower, open_)   # give back above the maximum
+        total = model.category_sums(y)
+        y = _shift(model, y, np.maximum(lo - total, 0.0), model.upper, open_)   # take up to the minimum
+    residual = model.budget - float(y.sum())
+    if residual < 0 or (residual > 0 and model.equal_budget):
+        total = model.category_sums(y)
+        room_cat = (hi - total) if residual > 0 else (total - lo)
+        eligible = (room_cat >= abs(residual))[model.category_of] & (y > model.lower)
+        if residual > 0:
+            eligible &= open_
+        room = np.where(eligible, (model.upper - y) if residual > 0 else (y - model.lower), 0.0)
+        available = float(room.sum())
+        if available >= abs(residual) > 0:
+            y = np.clip(y + residual * room / available, model.lower, model.upper)
+    return y
+
+
+def _shift(model: ArrayModel, y: FloatArray, change: FloatArray, towards: FloatArray,
+           open_: NDArray[np.bool_]) -> FloatArray:
+    """Move each category's cells towards ``towards`` (their lower or upper bounds) by the
+    category's ``change`` in total (shape (n_categories,), signed), in proportion to their room;
+    only ``open_`` cells move up."""
+    if not np.any(change):
+        return y
+    room = np.abs(towards - y)
+    room = np.where(open_ | (towards <= y), room, 0.0)
+    room_cat = model.category_sums(room)
+    need = np.abs(change)
+    ok = (need > 0) & (room_cat >= need)
+    frac = np.where(ok, need / np.where(room_cat > 0, room_cat, 1.0), 0.0)
+    return np.clip(y + np.sign(towards - y) * room * frac[model.category_of], model.lower, model.upper)
+
+
+def _shrink_into_rule(model: ArrayModel, y: FloatArray, rule: int, deficit: float) -> FloatArray:
+    """Take spend out of the cells of CLV/CAC rule ``rule`` whose next dollar costs the rule slack
+    (acquisition value slope ``v' < 1``), in proportion to ``(y - lower) (1 - v')``, until the
+    rule holds: the smallest such step among doublings from the deficit's size, at most 1e3
+    times it. ``y`` unchanged if none does."""
+    members = np.flatnonzero((model.clv_rule_of == rule) & (y > model.lower))
+    if members.size == 0:
+        return y
+    where = np.zeros(model.n, dtype=bool)
+    where[members] = True
+    gain = 1.0 - model.dacq_value(y, where)[members]
+    direction = np.where(gain > 0, (y[members] - model.lower[members]) * gain, 0.0)
+    rate = float(direction @ np.maximum(gain, 0.0))  # slack gained per unit of t, to first order
+    if rate <= 0:
+        return y
+    t = deficit / rate
+    for _ in range(12):
+        trial = y.copy()
+        trial[members] = np.maximum(y[members] - t * direction, model.lower[members])
+        if float(model.clv_slack(trial)[rule]) >= 0:
+            return trial
+        t *= 2.0
+    return y
