@@ -36,6 +36,8 @@ FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int32]
 _INF = highspy.kHighsInf
 BACKEND = "highs-cuts"
+#: Steepest cut kept (scaled units: revenue or acquisition value per budget).
+MAX_SLOPE = 1e6
 
 
 @dataclass(frozen=True)
@@ -118,7 +120,14 @@ class TangentLP:
         self._add_rows(np.array(lo), np.array(hi), rows)
 
     def add_lines(self, cells: NDArray[np.int64], slope: FloatArray, intercept: FloatArray, acquisition: bool) -> None:
-        """Add rows ``z_i - slope * y_i <= intercept`` (z = t for revenue, a for acquisition value)."""
+        """Add rows ``z_i - slope * y_i <= intercept`` (z = t for revenue, a for acquisition value).
+
+        Lines steeper than :data:`MAX_SLOPE` (tangents a hair from 0 spend on a curve whose slope
+        is infinite there) are left out: the LP stays a relaxation without them, and such rows
+        make the simplex method lose its footing."""
+        keep = np.abs(slope) <= MAX_SLOPE
+        if not keep.all():
+            cells, slope, intercept = cells[keep], slope[keep], intercept[keep]
         if cells.size == 0:
             return
         hyp = self.acq_col[cells] if acquisition else self.model.n + cells
@@ -223,6 +232,7 @@ def solve_cuts(model: ArrayModel, options: CutOptions | None = None) -> RouteRes
     best_obj = -np.inf
     best_bound = np.inf
     best_mult: Multipliers | None = None
+    last_argmax: FloatArray | None = None
     tried_inner_at = -1
     for it in range(1, opts.max_iterations + 1):
         status, y, cols, mult = lp.solve()
@@ -232,7 +242,8 @@ def solve_cuts(model: ArrayModel, options: CutOptions | None = None) -> RouteRes
         if status != "optimal" or y is None or cols is None or mult is None:
             return RouteResult(RouteStatus.ERROR, BACKEND, best_y, best_mult, it, f"HiGHS stopped: {status}")
         y = np.clip(y, model.lower, model.upper)
-        db = dual_bound(model, mult)
+        db = dual_bound(model, mult, start=None if best_mult is None else last_argmax)
+        last_argmax = db.argmax
         if db.value < best_bound:
             best_bound, best_mult = db.value, db.multipliers
         if max_violation(model, y) <= opts.feas_tol:

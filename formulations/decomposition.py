@@ -24,6 +24,8 @@ those go to the other routes). If the method does not settle, it says so (``ERRO
 from __future__ import annotations
 
 import functools
+import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -39,14 +41,14 @@ BACKEND = "decomposition"
 FloatArray = NDArray[np.float64]
 _FLAT = frozenset({PWL, "linear"})
 _TOL = 1e-13        # binding rows hold to this fraction of the budget
-_MAX_ROUNDS = 200
+_MAX_ROUNDS = 100
+_STALL_ROUNDS = 15  # rounds without halving the binding residuals before giving up
 
 
 def supports(model: ArrayModel) -> bool:
-    """Every cell's curves must be smooth, and revenue curves curved (no linear or pwl curves,
-    no power curve with ``p = 1``)."""
-    return not ((model.revenue.families() | model.acquisitions.families()) & _FLAT) and \
-        not model.revenue.has_straight_curves()
+    """Every revenue curve must be smooth and curved (no linear or pwl revenue, no power curve
+    with ``p = 1``): its curvature sizes the Newton steps. Acquisition curves may be of any family."""
+    return not (model.revenue.families() & _FLAT) and not model.revenue.has_straight_curves()
 
 
 @dataclass
@@ -241,12 +243,17 @@ def _warm_state(model: ArrayModel, start: RouteResult) -> _State:
 
 
 def solve_decomposition(model: ArrayModel, max_rounds: int = _MAX_ROUNDS,
-                        start: RouteResult | None = None) -> RouteResult:
+                        start: RouteResult | None = None, time_limit: float = math.inf) -> RouteResult:
     """Solve ``model`` by the active-set dual Newton method (see the module docstring).
 
     ``start``: a converged result of a nearby model in the same units (e.g. the previous budget
     of a sweep, :meth:`ArrayModel.rebudget`); its multipliers and plan are the starting point.
+    Gives up (``ERROR``, so that ``auto`` moves on) when the binding residuals stop shrinking for
+    :data:`_STALL_ROUNDS` rounds -- nonsmooth or degenerate duals, where another route does
+    better -- and at ``time_limit`` seconds (``TIME_LIMIT``).
     """
+    clock = time.perf_counter()
+    best_norm, stalled = math.inf, 0
     if not supports(model):
         return RouteResult(RouteStatus.ERROR, BACKEND, message="linear or pwl curves need the 'highs' or 'clarabel' backend")
     dual = _Dual(model)
@@ -266,8 +273,19 @@ def solve_decomposition(model: ArrayModel, max_rounds: int = _MAX_ROUNDS,
         step = -_solve_newton(dual.hessian(st, resp), grad)
         # Newton on g (convex): accept a step that lowers g or shrinks the binding residuals.
         norm = float(np.max(np.abs(grad)))
+        if changed or norm < 0.5 * best_norm:
+            best_norm, stalled = min(norm, best_norm) if not changed else norm, 0
+        else:
+            stalled += 1
+            if stalled >= _STALL_ROUNDS:
+                return RouteResult(RouteStatus.ERROR, BACKEND, None, _multipliers(st), rounds,
+                                   f"the dual Newton method stalled (binding rules held only to {norm:.2g} "
+                                   f"of the budget after {rounds} rounds)")
+        if time.perf_counter() - clock > time_limit:
+            return RouteResult(RouteStatus.TIME_LIMIT, BACKEND, None, _multipliers(st), rounds,
+                               f"time limit of {time_limit:g} s reached")
         t = 1.0
-        for _ in range(40):
+        for _ in range(30):
             trial = _apply_step(st, step, t, model.equal_budget)
             trial.y = resp.y
             t_resp, t_g, t_res = dual.evaluate(trial, warm=resp)

@@ -128,12 +128,23 @@ def conflicts(model: ArrayModel, clv: bool = True) -> list[InfeasibilityProof]:
         out.append(_proof(model, mult(-1.0), f"the cells' max_spend add to only {_money(model, upper_total)}, less "
                                              f"than the budget {_money(model, budget)}, and budget_mode 'equal' must "
                                              "spend all of it (raise max_spend or use budget_mode 'at_most')"))
+    cat_lower = model.category_sums(model.lower)
+    cat_upper = model.category_sums(model.upper)
     min_share_total = sum(r.min for r in problem.category_shares.values())
     if min_share_total > 1 + _TOL:
         out.append(_proof(model, mult(1.0, lo={j: 1.0 for j in range(k)}),
                           f"category minimums add to {_pct(min_share_total)} of the budget"))
-    cat_lower = model.category_sums(model.lower)
-    cat_upper = model.category_sums(model.upper)
+    elif lower_total <= budget * (1 + _TOL):
+        # Each category needs the larger of its minimum share and its cells' minimums.
+        by_share = {j: 1.0 for j, c in enumerate(model.share_category) if model.share_lo[j] > cat_lower[c]}
+        need = cat_lower.copy()
+        need[model.share_category] = np.maximum(need[model.share_category], model.share_lo)
+        if need.sum() > budget * (1 + _TOL) and by_share:
+            out.append(_proof(model, mult(1.0, lo=by_share),
+                              "; ".join(f"the minimum share of category {model.categories[model.share_category[j]]}"
+                                        for j in by_share)
+                              + f" and the other categories' cell min_spend need {_money(model, float(need.sum()))}, "
+                              f"more than the budget {_money(model, budget)}"))
     for j, c in enumerate(model.share_category):
         name = model.categories[c]
         rule = problem.category_shares[name]

@@ -268,6 +268,11 @@ def respond(model: ArrayModel, price: FloatArray, weight: FloatArray, start: Flo
         at_bound = (target == la) | (target == ua)  # one round settles a cell at its bound
         ok = (np.isfinite(target) & (ca > 0) & (target >= loa) & (target <= hia) & (target != ya)
               & ((np.abs(step) <= 0.5 * step_prev[act]) | at_bound))
+        # A tiny step while the slope is still far from 0 is a crawl, not convergence: the
+        # curvature is concentrated near 0 spend (an acquisition curve with p near 1); bisect.
+        pk = price[act]
+        steep = np.abs(d) > 1e-6 * (np.abs(pk) + np.abs(d + pk))
+        ok &= ~(steep & ~at_bound & (np.abs(step) < 1e-3 * np.maximum(np.abs(ya), _TINY)))
         # Bisect in proportion while the bracket spans orders of magnitude: a slope infinite at
         # 0 that falls only slowly (power or hill exponent near 1) can put the maximizer at
         # 1e-300, a thousand halvings away but ten proportional ones.
@@ -285,7 +290,7 @@ def respond(model: ArrayModel, price: FloatArray, weight: FloatArray, start: Flo
         exact[act] = False
         # A Newton step this small leaves an error of order step^2: take it and stop. The slope
         # at the new point is evaluated once, after the loop, for the bound and the curvature.
-        done = ok & ~at_bound & (np.abs(step) <= _SETTLE * np.maximum(np.abs(ya), _SETTLE_FLOOR))
+        done = ok & ~at_bound & ~steep & (np.abs(step) <= _SETTLE * np.maximum(np.abs(ya), _SETTLE_FLOOR))
         if done.any():
             settled[act[done]] = True
             act = act[~done]

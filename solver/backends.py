@@ -99,7 +99,7 @@ def _run_pyomo(model: ArrayModel, opts: SolveOptions) -> RouteResult:
 
 
 register(Backend("decomposition", "exact Lagrangian decomposition: active-set Newton on the dual (smooth curves)",
-                 decomposition.supports, lambda m, o: decomposition.solve_decomposition(m)))
+                 decomposition.supports, lambda m, o: decomposition.solve_decomposition(m, time_limit=o.time_limit)))
 register(Backend("waterfill", "closed-form water-filling (budget and cell bounds only)",
                  waterfill.supports, lambda m, o: waterfill.solve_waterfill(m)))
 register(Backend("highs", "tangent cuts refined in HiGHS until the dual bound closes the gap",

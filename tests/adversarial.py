@@ -163,7 +163,7 @@ def _add_clv(rng: np.random.Generator, problem: dict[str, Any], segments: list[s
             continue
         cap = rule["clv"] / rule["min_clv_cac_ratio"]  # money per customer allowed
         # customers per dollar around 1/cap: tight rules bind, loose ones rarely do
-        rate = {"loose": 3.0, "tight": 1.0, "mixed": float(10 ** rng.uniform(-0.5, 0.5))}[str(kind)] / cap
+        rate = {"loose": 10.0, "tight": 2.0, "mixed": float(10 ** rng.uniform(0.0, 1.0))}[str(kind)] / cap
         fam = str(rng.choice(["log", "exp_saturation", "michaelis_menten", "power", "hill", "linear", "pwl"]))
         cell["acquisitions"] = adversarial_curve(rng, fam, spend, rate)
     problem["segments"] = rules
