@@ -13,6 +13,7 @@ solver layer still re-checks the plan and the dual bound on the exact curves.
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
@@ -238,8 +239,9 @@ def rule_rows(model: ArrayModel, y: cp.Variable) -> tuple[list[cp.Constraint], d
     return constraints + [budget] + share_min + share_max + clv_rows, handles
 
 
-def solve_conic(model: ArrayModel) -> RouteResult:
-    """Solve ``model`` exactly with Clarabel; the result still needs the solver layer's check."""
+def solve_conic(model: ArrayModel, time_limit: float = math.inf) -> RouteResult:
+    """Solve ``model`` exactly with Clarabel (stopping at ``time_limit`` seconds); the result
+    still needs the solver layer's check."""
     if not supports(model):
         missing = sorted((model.revenue.families() | model.acquisitions.families()) - CONIC_FAMILIES)
         return RouteResult(RouteStatus.ERROR, BACKEND,
@@ -251,7 +253,8 @@ def solve_conic(model: ArrayModel) -> RouteResult:
         with warnings.catch_warnings():
             # cvxpy warns on OPTIMAL_INACCURATE; the solver layer's certificate is the judge.
             warnings.simplefilter("ignore", UserWarning)
-            problem.solve(solver=cp.CLARABEL, **CLARABEL_SETTINGS)
+            limit = {"time_limit": float(time_limit)} if math.isfinite(time_limit) else {}
+            problem.solve(solver=cp.CLARABEL, **CLARABEL_SETTINGS, **limit)
     except cp.error.SolverError as e:
         return RouteResult(RouteStatus.ERROR, BACKEND, message=f"Clarabel failed: {e}")
     status = _status_map().get(problem.status, RouteStatus.ERROR)

@@ -48,10 +48,11 @@ def snap_to_rules(model: ArrayModel, y: FloatArray, feas_tol: float) -> FloatArr
         return y
     for r in broken:
         y = _shrink_into_rule(model, y, int(r), float(-slack[r]))
-    # The spend taken out goes to cells whose CLV/CAC rule has room for it (or that have none).
+    # The spend taken out goes to cells whose CLV/CAC rule has ample room for it (or that have none).
     slack = model.clv_slack(y)
+    moved = abs(model.budget - float(y.sum()))
     tight = np.zeros(model.clv_segment.size + 1, dtype=bool)
-    tight[:-1] = slack <= 1e-12 * model.budget
+    tight[:-1] = slack <= 10.0 * moved + 1e-12 * model.budget
     return _snap_linear(model, y, tight[model.clv_rule_of])  # rule -1 (none) maps to the last entry
 
 

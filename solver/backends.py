@@ -20,9 +20,9 @@ from formulations.result import RouteResult
 class SolveOptions:
     """Tolerances and limits of one solve.
 
-    ``gap_tol``: a plan is optimal when the proven gap is at most ``gap_tol`` times
-    ``max(|objective|, reference revenue)``; ``feas_tol``: the largest accepted rule violation as
-    a fraction of the budget; ``time_limit``: seconds per route.
+    ``gap_tol``: a plan is optimal when ``0 <= bound - objective <= gap_tol x max(|objective|,
+    1e-9 x budget)``; ``feas_tol``: the largest accepted rule violation as a fraction of the budget;
+    ``time_limit``: seconds for the whole solve (each route gets what is left).
     """
 
     gap_tol: float = 1e-8
@@ -105,6 +105,6 @@ register(Backend("waterfill", "closed-form water-filling (budget and cell bounds
 register(Backend("highs", "tangent cuts refined in HiGHS until the dual bound closes the gap",
                  lambda m: True, _run_cuts))
 register(Backend("clarabel", "exact conic model in cvxpy solved by Clarabel (no logistic curves)",
-                 conic.supports, lambda m, o: conic.solve_conic(m)))
+                 conic.supports, lambda m, o: conic.solve_conic(m, time_limit=o.time_limit)))
 register(Backend("pyomo", "the Pyomo model's tangent LP solved by HiGHS through Pyomo",
                  lambda m: True, _run_pyomo))

@@ -29,7 +29,7 @@ def optimize(
     out: Annotated[Path, typer.Option("--out", "-o", help="Directory for solution.json, allocation.csv, summary.md.")] = Path("out"),
     backend: Annotated[str, typer.Option(help=f"'auto' or one of: {', '.join(backend_names())}.")] = "auto",
     gap_tol: Annotated[float, typer.Option(help="Relative optimality gap to prove.")] = 1e-8,
-    time_limit: Annotated[float, typer.Option(help="Seconds per solve route.")] = 60.0,
+    time_limit: Annotated[float, typer.Option(help="Seconds for the whole solve (each route gets what is left).")] = 60.0,
     cvar_alpha: Annotated[Optional[float], typer.Option(
         "--cvar-alpha", help="Risk-aware: maximize the mean objective of the worst ALPHA fraction (0 < ALPHA "
                              "<= 1) of the curves' posterior samples (CVaR) instead of the mean.")] = None,

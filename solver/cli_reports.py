@@ -46,7 +46,7 @@ def report(
     marginal_target: Annotated[Optional[float], typer.Option(help="Also find the largest budget whose next dollar earns at least this.")] = None,
     roi_floor: Annotated[Optional[float], typer.Option(help="Also find the most revenue with revenue >= this x spend.")] = None,
     backend: Annotated[str, typer.Option(help=f"'auto' or one of: {', '.join(backend_names())}.")] = "auto",
-    time_limit: Annotated[float, typer.Option(help="Seconds per solve route.")] = 60.0,
+    time_limit: Annotated[float, typer.Option(help="Seconds for the whole solve (each route gets what is left).")] = 60.0,
 ) -> None:
     """Solve, then write the full report (sensitivity, frontier, targets, scenarios, recommendations)."""
     from solver.solve import solve
@@ -69,7 +69,7 @@ def frontier(
     low: Annotated[float, typer.Option(help="First budget, as a fraction of the problem's.")] = 0.5,
     high: Annotated[float, typer.Option(help="Last budget, as a fraction of the problem's.")] = 1.5,
     backend: Annotated[str, typer.Option(help=f"'auto' or one of: {', '.join(backend_names())}.")] = "auto",
-    time_limit: Annotated[float, typer.Option(help="Seconds per solve route.")] = 60.0,
+    time_limit: Annotated[float, typer.Option(help="Seconds for the whole solve (each route gets what is left).")] = 60.0,
 ) -> None:
     """Optimal revenue, profit, new customers and CAC per segment across budgets, and the budget
     at which the next dollar earns $1 (exit 3 if a point was neither optimal nor infeasible)."""
@@ -98,7 +98,7 @@ def scenarios_command(
     scenarios: Annotated[Optional[Path], typer.Option(help="Scenarios file (docs/scenarios.md); default: the built-ins.")] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="CSV: the comparison table.")] = Path("scenarios.csv"),
     backend: Annotated[str, typer.Option(help=f"'auto' or one of: {', '.join(backend_names())}.")] = "auto",
-    time_limit: Annotated[float, typer.Option(help="Seconds per solve route.")] = 60.0,
+    time_limit: Annotated[float, typer.Option(help="Seconds for the whole solve (each route gets what is left).")] = 60.0,
     dask: Annotated[bool, typer.Option("--dask", help="Fan the scenarios' solves out over Dask (a LocalCluster "
                                                       "unless --scheduler is given).")] = False,
     scheduler: Annotated[Optional[str], typer.Option(help="Dask scheduler tcp://host:port (implies --dask).")] = None,

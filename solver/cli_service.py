@@ -89,7 +89,7 @@ def sweep(
     out: Annotated[Path, typer.Option("--out", "-o", help="CSV: the frontier table, one row per budget.")] = Path("sweep.csv"),
     scheduler: Annotated[Optional[str], typer.Option(help="Dask scheduler tcp://host:port; default: a LocalCluster.")] = None,
     backend: Annotated[str, typer.Option(help=f"'auto' or one of: {', '.join(backend_names())}.")] = "auto",
-    time_limit: Annotated[float, typer.Option(help="Seconds per solve route.")] = 60.0,
+    time_limit: Annotated[float, typer.Option(help="Seconds for the whole solve (each route gets what is left).")] = 60.0,
 ) -> None:
     """The budget frontier with one Dask task per budget (the columns of `report`'s frontier table)."""
     from solver.distributed import frontier_table

@@ -16,6 +16,8 @@ formulations.errors.ProblemError: cells: expected a non-empty list of cells
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from collections.abc import Mapping
 from dataclasses import replace
@@ -50,6 +52,16 @@ def as_problem(problem: ProblemLike) -> Problem:
     raise TypeError(f"expected a Problem, a problem-file dict or a path, got {type(problem).__name__}")
 
 
+#: Set (to anything but "" or "0") to have every solve() re-check its answer with the
+#: independent checker (solver.check) and raise SelfCheckError if a claim fails; the test suite
+#: sets it, so every solution it produces is checked.
+SELF_CHECK_ENV = "BUDGET_SOLVER_SELF_CHECK"
+
+
+class SelfCheckError(AssertionError):
+    """A solution whose claims the independent checker refuted (only with SELF_CHECK_ENV set)."""
+
+
 def solve(problem: ProblemLike, backend: str = "auto", options: SolveOptions | None = None) -> Solution:
     """Solve a budget problem to a verified optimum.
 
@@ -70,9 +82,24 @@ def solve(problem: ProblemLike, backend: str = "auto", options: SolveOptions | N
         raises is reported in the message and the next route is tried. Malformed input raises
         ProblemError instead.
     """
-    opts = options or SolveOptions()
-    start = time.perf_counter()
     p = as_problem(problem)
+    solution = _solve(p, backend, options or SolveOptions())
+    if os.environ.get(SELF_CHECK_ENV, "") not in ("", "0"):
+        _self_check(p, solution)
+    return solution
+
+
+def _self_check(p: Problem, solution: Solution) -> None:
+    from solver.check import check_solution
+
+    report = check_solution(p.to_dict(), json.loads(json.dumps(solution.to_dict())))
+    if not report.ok:
+        raise SelfCheckError(f"the checker refutes a {solution.status.value} solution of {p.name!r}:\n"
+                             + report.summary())
+
+
+def _solve(p: Problem, backend: str, opts: SolveOptions) -> Solution:
+    start = time.perf_counter()
     model = compile_problem(p)
     routes = candidates(model, backend)
     # The CLV/CAC reachability check costs a best-response pass over every cell; a proven

@@ -21,7 +21,7 @@ def _example_commands() -> list[list[str]]:
 
 def test_readme_example_commands_succeed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     commands = _example_commands()
-    assert [c[0] for c in commands] == ["fit", "validate", "optimize", "optimize"]
+    assert [c[0] for c in commands] == ["fit", "validate", "optimize", "optimize", "check"]
     monkeypatch.chdir(tmp_path)
     (tmp_path / "solver").symlink_to(ROOT / "solver")  # the README's paths are relative to the repo
     for argv in commands:

@@ -150,7 +150,7 @@ def _add_kind(app: FastAPI, kind: str, path: str, model: type, body_schema: dict
     if solve_options:
         async def create(request: Request, response: Response, tenant: Tenant,
                          backend: Annotated[str | None, Query(max_length=32, description="'auto' or a backend name.")] = None,
-                         time_limit: Annotated[float | None, Query(gt=0, description="Seconds per solve route.")] = None,
+                         time_limit: Annotated[float | None, Query(gt=0, description="Seconds for the whole solve (each route gets what is left).")] = None,
                          gap_tol: Annotated[float | None, Query(gt=0, le=0.1, description="Relative gap to prove.")] = None,
                          ) -> schemas.RunCreated:
             return await submit(request, response, tenant, backend, time_limit, gap_tol)
