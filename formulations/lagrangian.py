@@ -214,6 +214,7 @@ def respond(model: ArrayModel, price: FloatArray, weight: FloatArray, start: Flo
     at_lower, at_upper = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
     step_prev = np.full(n, np.inf)
     jumped = np.zeros(n, dtype=bool)  # a flat cell was sent to a bound once
+    prev_slope = np.full(n, np.inf)  # |slope| at the previous point of each cell's search
     settled = np.zeros(n, dtype=bool)  # moved by a final tiny Newton step, slope not yet known
     # The loop works on the compacted unsettled cells (``act``): after the first rounds only a
     # few remain, and no round pays for the settled ones. Suffix ``a``: values of ``act``.
@@ -268,11 +269,14 @@ def respond(model: ArrayModel, price: FloatArray, weight: FloatArray, start: Flo
         at_bound = (target == la) | (target == ua)  # one round settles a cell at its bound
         ok = (np.isfinite(target) & (ca > 0) & (target >= loa) & (target <= hia) & (target != ya)
               & ((np.abs(step) <= 0.5 * step_prev[act]) | at_bound))
-        # A tiny step while the slope is still far from 0 is a crawl, not convergence: the
-        # curvature is concentrated near 0 spend (an acquisition curve with p near 1); bisect.
+        # A tiny step while the slope is still far from 0 and hardly falls is a crawl, not
+        # convergence (Newton's slope shrinks quadratically): the curvature is concentrated near
+        # 0 spend (an acquisition curve with p near 1); bisect.
         pk = price[act]
         steep = np.abs(d) > 1e-6 * (np.abs(pk) + np.abs(d + pk))
-        ok &= ~(steep & ~at_bound & (np.abs(step) < 1e-3 * np.maximum(np.abs(ya), _TINY)))
+        crawl = steep & ~at_bound & (np.abs(step) < 1e-3 * np.maximum(np.abs(ya), _TINY)) \
+            & (np.abs(d) > 0.5 * prev_slope[act])
+        ok &= ~crawl
         # Bisect in proportion while the bracket spans orders of magnitude: a slope infinite at
         # 0 that falls only slowly (power or hill exponent near 1) can put the maximizer at
         # 1e-300, a thousand halvings away but ten proportional ones.
@@ -285,6 +289,7 @@ def respond(model: ArrayModel, price: FloatArray, weight: FloatArray, start: Flo
         flat_jump &= jump_to != ya
         jumped[act[flat_jump]] = True
         new_y = np.where(ok, target, np.where(flat_jump, jump_to, mid))
+        prev_slope[act] = np.abs(d)
         step_prev[act] = np.abs(new_y - ya)
         y[act] = new_y
         exact[act] = False

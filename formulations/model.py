@@ -233,14 +233,12 @@ def compile_problem(problem: Problem) -> ArrayModel:
 def with_forced_cells(model: ArrayModel) -> ArrayModel:
     """``model`` with the cells its rules force to their minimum spend fixed there (upper = lower)
     and listed in ``fixed`` (see :mod:`formulations.presolve`)."""
-    rules = range(model.clv_segment.size)
-    clv_cells = [np.flatnonzero(model.clv_rule_of == r) for r in rules]
     has_clv = bool(model.clv_segment.size)
     fixings = forced_cells(
         budget=model.budget, lower=model.lower, upper=model.upper, category_of=model.category_of,
         categories=model.categories, share_category=model.share_category, share_lo=model.share_lo,
-        share_hi=model.share_hi, clv_cells_of_rule=clv_cells,
-        clv_names=[model.segments[model.clv_segment[r]] for r in rules],
+        share_hi=model.share_hi, clv_rule_of=model.clv_rule_of,
+        clv_names=[model.segments[s] for s in model.clv_segment],
         acq_value_at_lower=model.acq_value(model.lower) if has_clv else np.zeros(model.n),
         acq_slope_at_lower=model.dacq_value(model.lower) if has_clv else np.zeros(model.n))
     if not fixings:

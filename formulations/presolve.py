@@ -43,11 +43,11 @@ class Fixing:
 
 def forced_cells(*, budget: float, lower: FloatArray, upper: FloatArray, category_of: NDArray[np.intp],
                  categories: tuple[str, ...], share_category: NDArray[np.intp], share_lo: FloatArray,
-                 share_hi: FloatArray, clv_cells_of_rule: list[NDArray[np.intp]], clv_names: list[str],
+                 share_hi: FloatArray, clv_rule_of: NDArray[np.intp], clv_names: list[str],
                  acq_value_at_lower: FloatArray, acq_slope_at_lower: FloatArray) -> list[Fixing]:
     """The cells the rules force to their lower bound (only cells with ``upper > lower``).
 
-    ``clv_cells_of_rule[r]``: the cells of CLV/CAC rule ``r``; ``acq_value_at_lower`` and
+    ``clv_rule_of``: each cell's CLV/CAC rule (-1: none); ``acq_value_at_lower`` and
     ``acq_slope_at_lower``: each cell's scaled acquisition value ``v_i`` and its slope at ``lower``.
     """
     movable = upper > lower
@@ -71,8 +71,13 @@ def forced_cells(*, budget: float, lower: FloatArray, upper: FloatArray, categor
         room = budget - (total_need - need[c])
         if room <= cat_lower[c] * (1 + FIX_TOL) + FIX_TOL * budget:
             fix(np.flatnonzero(category_of == c), "budget", categories[c])
-    for cells, name in zip(clv_cells_of_rule, clv_names):
-        best = float(np.sum(acq_value_at_lower[cells] - lower[cells]))
-        if np.all(acq_slope_at_lower[cells] <= 1.0) and best <= FIX_TOL * budget:
-            fix(cells, "segment_clv_cac", name)
+    ruled = np.flatnonzero(clv_rule_of >= 0)
+    if ruled.size and np.any(movable[ruled]):
+        m = len(clv_names)
+        rule = clv_rule_of[ruled]
+        best = np.bincount(rule, weights=acq_value_at_lower[ruled] - lower[ruled], minlength=m)
+        steep = np.bincount(rule, weights=(acq_slope_at_lower[ruled] > 1.0).astype(float), minlength=m)
+        forced = (steep == 0) & (best <= FIX_TOL * budget)
+        for r in np.flatnonzero(forced):
+            fix(ruled[rule == r], "segment_clv_cac", clv_names[r])
     return out

@@ -105,4 +105,4 @@ def certify(model: ArrayModel, y: NDArray[np.float64], multipliers: Multipliers 
         mismatch = float(np.max(np.abs(db.argmax - y), initial=0.0)) / model.budget
     worst, violated = _describe_violations(model, y, feas_tol)
     denominator = max(abs(objective), GAP_FLOOR * model.problem.budget)
-    return Certificate(objective, bound, worst, violated, denominator, mismatch)
+    return Certificate(float(objective), float(bound), worst, violated, float(denominator), mismatch)
