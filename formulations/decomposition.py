@@ -43,6 +43,8 @@ _FLAT = frozenset({PWL, "linear"})
 _TOL = 1e-13        # binding rows hold to this fraction of the budget
 _MAX_ROUNDS = 100
 _STALL_ROUNDS = 15  # rounds without halving the binding residuals before giving up
+_EFFORT_EVALUATIONS = 150  # give up after this many times the first dual evaluation's time ...
+_MIN_EFFORT_SECONDS = 0.3  # ... but never before this
 
 
 def supports(model: ArrayModel) -> bool:
@@ -252,14 +254,18 @@ def solve_decomposition(model: ArrayModel, max_rounds: int = _MAX_ROUNDS,
     :data:`_STALL_ROUNDS` rounds -- nonsmooth or degenerate duals, where another route does
     better -- and at ``time_limit`` seconds (``TIME_LIMIT``).
     """
-    clock = time.perf_counter()
-    best_norm, stalled = math.inf, 0
     if not supports(model):
         return RouteResult(RouteStatus.ERROR, BACKEND, message="linear or pwl curves need the 'highs' or 'clarabel' backend")
+    clock = time.perf_counter()
+    best_norm, stalled = math.inf, 0
     dual = _Dual(model)
     warm = start is not None and start.multipliers is not None and start.status is RouteStatus.CONVERGED
     st = _warm_state(model, start) if warm else _initial_state(model)  # type: ignore[arg-type]
     resp, g, res = dual.evaluate(st)
+    # Effort budget: converging solves take a few dozen dual evaluations; a dual that needs far
+    # more (curves flat near 0 spend, nonsmooth acquisition curves) is handed to another route.
+    effort = max(_MIN_EFFORT_SECONDS, _EFFORT_EVALUATIONS * (time.perf_counter() - clock))
+    time_limit = min(time_limit, effort)
     st.y = resp.y
     for rounds in range(1, max_rounds + 1):
         # Rules join the binding set as soon as the plan breaks them (at multiplier 0, so g and
@@ -283,7 +289,7 @@ def solve_decomposition(model: ArrayModel, max_rounds: int = _MAX_ROUNDS,
                                    f"of the budget after {rounds} rounds)")
         if time.perf_counter() - clock > time_limit:
             return RouteResult(RouteStatus.TIME_LIMIT, BACKEND, None, _multipliers(st), rounds,
-                               f"time limit of {time_limit:g} s reached")
+                               f"stopped after {time_limit:.3g} s ({rounds} rounds), the route's time or effort limit")
         t = 1.0
         for _ in range(30):
             trial = _apply_step(st, step, t, model.equal_budget)

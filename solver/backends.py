@@ -50,6 +50,10 @@ AUTO_ORDER: tuple[str, ...] = ("decomposition", "waterfill", "clarabel", "highs"
 #: pins spends on flat-topped optima only to about 1e-4.)
 AUTO_ORDER_PIECEWISE: tuple[str, ...] = ("decomposition", "waterfill", "highs", "clarabel")
 _PIECEWISE = frozenset({"pwl"})
+#: ``auto`` leaves out the conic route above this many cones (cells x samples): Clarabel's memory
+#: grows without bound on such models (8 GB after 48 s at 120,000 cells) and it fails numerically
+#: from about 30,000; the route can still be named explicitly.
+AUTO_CONIC_LIMIT = 30_000
 
 
 def register(backend: Backend) -> Backend:
@@ -83,8 +87,16 @@ def candidates(model: ArrayModel, name: str) -> list[Backend]:
         order = AUTO_ORDER_PIECEWISE if piecewise else AUTO_ORDER
         if waterfill.supports(model) and waterfill.closed_form(model):  # one price, closed-form responses
             order = ("waterfill", *(n for n in order if n != "waterfill"))
-        return [b for b in (get_backend(n) for n in order) if b.supports(model)]
+        return [b for b in (get_backend(n) for n in order)
+                if b.supports(model) and not (b.name == "clarabel" and _conic_size(model) > AUTO_CONIC_LIMIT)]
     return [get_backend(name)]
+
+
+def _conic_size(model: ArrayModel) -> int:
+    """Cells times posterior samples: the number of cones the conic model would hold."""
+    samples = max((next(iter(g.params.values())).shape[1] for g in model.revenue.groups
+                   if g.family != "pwl"), default=1)
+    return model.n * samples
 
 
 def _run_cuts(model: ArrayModel, opts: SolveOptions) -> RouteResult:
