@@ -719,6 +719,37 @@ class CurveBatch:
             x[g.index] = PARAMETRIC_FAMILIES[g.family].inverse_derivative(s[g.index], params)
         return x
 
+    def argmax_at(self, s: FloatArray) -> FloatArray:
+        """Per position, a maximizer of ``f(x) - s x`` over ``x >= 0`` in closed form (shape (n,)),
+        or NaN where the family has none: the inverse of the marginal (single-sample log,
+        exp_saturation, michaelis_menten, power with ``p < 1``), or for ``pwl`` the breakpoint
+        where the pieces' slopes fall below ``s`` (``inf`` for ``s < 0``: the curve is flat after
+        its last point). Unbounded like :meth:`inverse_derivative_at`: clip to the cells' bounds
+        (by concavity the clipped value maximizes on the bounds). Positions without a curve get
+        ``-inf`` where ``s > 0`` and ``inf`` elsewhere."""
+        x = np.where(s > 0, -np.inf, np.inf)
+        for g in self.groups:
+            si = s[g.index]
+            if g.family == PWL:
+                assert g.points is not None
+                px, py = g.points
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    slopes = np.diff(py, axis=1) / np.diff(px, axis=1)
+                k = np.sum(slopes > si[:, None], axis=1)
+                x[g.index] = np.where(si < 0, np.inf, np.take_along_axis(px, k[:, None], axis=1)[:, 0])
+                continue
+            fam = PARAMETRIC_FAMILIES.get(g.family)
+            single = next(iter(g.params.values())).shape[1] == 1
+            if fam is None or not fam.has_inverse or not single:
+                x[g.index] = np.nan
+                continue
+            params = {k: v[:, 0] for k, v in g.params.items()}
+            xi = fam.inverse_derivative(si, params)
+            if g.family == "power":
+                xi = np.where(params["p"] >= 1.0, np.nan, xi)
+            x[g.index] = xi
+        return x
+
     def has_straight_curves(self) -> bool:
         """Whether some curve is a straight line (``linear``, or ``power`` with ``p = 1`` in every
         sample): it has no curvature anywhere, so its best response to a price jumps between

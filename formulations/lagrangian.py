@@ -117,15 +117,15 @@ _TINY = 1e-300  # a bracket [0, _TINY] (scaled spend) is as narrow as a bracket 
 
 def _closed_form_responses(model: ArrayModel, price: FloatArray, weighted: NDArray[np.bool_],
                            y: FloatArray) -> NDArray[np.bool_] | None:
-    """Write into ``y`` the exact best responses of the unweighted cells when every revenue
-    curve inverts its marginal in closed form; the mask of those cells, or None."""
+    """Write into ``y`` the exact best responses of the unweighted cells whose revenue curve has
+    a closed-form maximizer (:meth:`CurveBatch.argmax_at`); the mask of those cells, or None."""
     if np.all(weighted):
         return None
     s = price * (model.value_scale / model.money_scale)  # the money slope of each cell's price
-    x = model.revenue.inverse_derivative_at(s)
-    if x is None:
-        return None
+    x = model.revenue.argmax_at(s)
     free = ~weighted & ~np.isnan(x)
+    if not free.any():
+        return None
     y[free] = np.clip(x[free] / model.money_scale, model.lower[free], model.upper[free])
     return free
 
@@ -214,6 +214,7 @@ def respond(model: ArrayModel, price: FloatArray, weight: FloatArray, start: Flo
     at_lower, at_upper = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
     step_prev = np.full(n, np.inf)
     jumped = np.zeros(n, dtype=bool)  # a flat cell was sent to a bound once
+    tried_low, tried_up = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)  # Newton went to a bound
     prev_slope = np.full(n, np.inf)  # |slope| at the previous point of each cell's search
     settled = np.zeros(n, dtype=bool)  # moved by a final tiny Newton step, slope not yet known
     # The loop works on the compacted unsettled cells (``act``): after the first rounds only a
@@ -226,6 +227,10 @@ def respond(model: ArrayModel, price: FloatArray, weight: FloatArray, start: Flo
     if free is not None:
         settled |= free
         act = np.flatnonzero(~free)
+        # A closed-form maximizer is exact (to rounding, which the bound's allowance covers): its
+        # bracket is the point itself, so a pwl kink's one-sided slopes do not loosen the bound.
+        lo[free] = y[free]
+        hi[free] = y[free]
     known = None
     if warm is not None:
         known = np.isfinite(warm.slope) & (y == warm.y)
@@ -266,9 +271,14 @@ def respond(model: ArrayModel, price: FloatArray, weight: FloatArray, start: Flo
             target = np.clip(ya + step, la, ua)
         # Newton while it stays in the bracket and at least halves its step (rtsafe); else
         # bisect -- Newton can cycle across a kink (pwl curves, cells meeting a bound).
-        at_bound = (target == la) | (target == ua)  # one round settles a cell at its bound
+        # One round settles a cell at its bound -- once per bound: a cell whose Newton steps
+        # jump between its two bounds (the slope changes sign between them) bisects instead.
+        at_low, at_up = (target == la) & ~tried_low[act], (target == ua) & ~tried_up[act]
+        at_bound = at_low | at_up
         ok = (np.isfinite(target) & (ca > 0) & (target >= loa) & (target <= hia) & (target != ya)
               & ((np.abs(step) <= 0.5 * step_prev[act]) | at_bound))
+        tried_low[act[ok & at_low]] = True
+        tried_up[act[ok & at_up]] = True
         # A tiny step while the slope is still far from 0 and hardly falls is a crawl, not
         # convergence (Newton's slope shrinks quadratically): the curvature is concentrated near
         # 0 spend (an acquisition curve with p near 1); bisect.
