@@ -160,6 +160,11 @@ class TangentLP:
         'infeasible' or a HiGHS status string."""
         self.h.run()
         status = self.h.getModelStatus()
+        if status not in (highspy.HighsModelStatus.kOptimal, highspy.HighsModelStatus.kInfeasible):
+            # The warm basis lost its footing (steep cuts, near-parallel rows): once more from cold.
+            self.h.clearSolver()
+            self.h.run()
+            status = self.h.getModelStatus()
         if status == highspy.HighsModelStatus.kInfeasible:
             return "infeasible", None, None, None
         if status != highspy.HighsModelStatus.kOptimal:

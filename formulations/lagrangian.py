@@ -231,6 +231,10 @@ def respond(model: ArrayModel, price: FloatArray, weight: FloatArray, start: Flo
         # bracket is the point itself, so a pwl kink's one-sided slopes do not loosen the bound.
         lo[free] = y[free]
         hi[free] = y[free]
+        # ... except where it underflowed towards 0 (an exponent near 1): the maximizer is then
+        # somewhere below 2e-300, and the tangent there bounds the cell.
+        tiny = free & (y <= 2 * _TINY) & (upper_b > 2 * _TINY)
+        hi[tiny] = 2 * _TINY
     known = None
     if warm is not None:
         known = np.isfinite(warm.slope) & (y == warm.y)
