@@ -36,6 +36,8 @@ FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int32]
 _INF = highspy.kHighsInf
 BACKEND = "highs-cuts"
+#: The refinement stops when the gap has not halved over this many LP solves.
+_STALL_WINDOW = 40
 #: Steepest cut kept (scaled units: revenue or acquisition value per budget).
 MAX_SLOPE = 1e6
 
@@ -239,6 +241,7 @@ def solve_cuts(model: ArrayModel, options: CutOptions | None = None) -> RouteRes
     best_mult: Multipliers | None = None
     last_argmax: FloatArray | None = None
     tried_inner_at = -1
+    gaps: list[float] = []
     for it in range(1, opts.max_iterations + 1):
         status, y, cols, mult = lp.solve()
         if status == "infeasible":
@@ -271,6 +274,10 @@ def solve_cuts(model: ArrayModel, options: CutOptions | None = None) -> RouteRes
                     if best_bound - best_obj <= tol:
                         return RouteResult(RouteStatus.CONVERGED, BACKEND, best_y, best_mult, it)
 
+        gaps.append(best_bound - best_obj)
+        if len(gaps) > _STALL_WINDOW and not gaps[-1] < 0.5 * gaps[-1 - _STALL_WINDOW]:
+            return RouteResult(RouteStatus.ITERATION_LIMIT, BACKEND, best_y, best_mult, it,
+                               f"gap {best_bound - best_obj:.3g} did not halve in {_STALL_WINDOW} LP solves")
         if time.perf_counter() - start > opts.time_limit:
             return RouteResult(RouteStatus.TIME_LIMIT, BACKEND, best_y, best_mult, it,
                                f"gap {best_bound - best_obj:.3g} after {opts.time_limit:g} s")

@@ -132,8 +132,9 @@ def conflicts(model: ArrayModel, clv: bool = True) -> list[InfeasibilityProof]:
     cat_upper = model.category_sums(model.upper)
     min_share_total = sum(r.min for r in problem.category_shares.values())
     if min_share_total > 1 + _TOL:
+        names = ", ".join(f"{c} {_pct(r.min)}" for c, r in problem.category_shares.items() if r.min > 0)
         out.append(_proof(model, mult(1.0, lo={j: 1.0 for j in range(k)}),
-                          f"category minimums add to {_pct(min_share_total)} of the budget"))
+                          f"category minimums add to {_pct(min_share_total)} of the budget ({names})"))
     elif lower_total <= budget * (1 + _TOL):
         # Each category needs the larger of its minimum share and its cells' minimums.
         by_share = {j: 1.0 for j, c in enumerate(model.share_category) if model.share_lo[j] > cat_lower[c]}

@@ -47,13 +47,16 @@ def snap_to_rules(model: ArrayModel, y: FloatArray, feas_tol: float) -> FloatArr
     slack = model.clv_slack(y)
     if not np.any(slack < -CLV_ROUNDING * model.budget):
         return y
+    linear = y
     y = _shrink_into_rules(model, y, np.maximum(-slack, 0.0))
     # The spend taken out goes to cells whose CLV/CAC rule has ample room for it (or that have none).
     slack = model.clv_slack(y)
     moved = abs(model.budget - float(y.sum()))
     tight = np.zeros(model.clv_segment.size + 1, dtype=bool)
     tight[:-1] = slack <= 10.0 * moved + 1e-12 * model.budget
-    return _snap_linear(model, y, tight[model.clv_rule_of])  # rule -1 (none) maps to the last entry
+    y = _snap_linear(model, y, tight[model.clv_rule_of])  # rule -1 (none) maps to the last entry
+    # Spend no rule has room for stays out, off the budget row: then the plan as it was is better.
+    return y if max_violation(model, y) <= feas_tol * model.budget else linear
 
 
 def _snap_linear(model: ArrayModel, y: FloatArray, blocked: NDArray[np.bool_] | None) -> FloatArray:

@@ -42,13 +42,14 @@ class Backend:
 
 _REGISTRY: dict[str, Backend] = {}
 
-#: Order in which ``backend="auto"`` tries the routes that support a model.
-AUTO_ORDER: tuple[str, ...] = ("decomposition", "waterfill", "clarabel", "highs")
+#: Order in which ``backend="auto"`` tries the routes that support a model (Pyomo last: the same
+#: tangent LP through another interface and refinement, a fallback when the HiGHS route stalls).
+AUTO_ORDER: tuple[str, ...] = ("decomposition", "waterfill", "clarabel", "highs", "pyomo")
 #: For models with ``pwl`` curves (e.g. the fit's family averages, tabulated as pwl): their pieces
 #: are exact LP rows and the optimum sits at kinks, which HiGHS finds about 2.5x faster than
 #: Clarabel. (Smooth curves keep Clarabel first: the cut route proves the objective to 1e-8, which
 #: pins spends on flat-topped optima only to about 1e-4.)
-AUTO_ORDER_PIECEWISE: tuple[str, ...] = ("decomposition", "waterfill", "highs", "clarabel")
+AUTO_ORDER_PIECEWISE: tuple[str, ...] = ("decomposition", "waterfill", "highs", "clarabel", "pyomo")
 _PIECEWISE = frozenset({"pwl"})
 #: ``auto`` leaves out the conic route above this many cones (cells x samples): Clarabel's memory
 #: grows without bound on such models (8 GB after 48 s at 120,000 cells) and it fails numerically

@@ -60,7 +60,8 @@ def report_solution(solution: Solution, problem: Problem, out: Path) -> int:
         for line in rule_readings(solution, problem):
             typer.echo(f"  {line}")
     else:
-        echo_err(f"{solution.status.value}: {solution.message}")
+        prefix = f"{solution.status.value}: "
+        echo_err(solution.message if solution.message.startswith(prefix) else prefix + solution.message)
     typer.echo("wrote " + ", ".join(str(p) for p in written))
     return exit_code(solution)
 

@@ -195,7 +195,15 @@ def _make_infeasible(rng: np.random.Generator, problem: dict[str, Any]) -> None:
             cell.pop("max_spend", None)
     elif how == "shares":
         cats = sorted({c["category"] for c in cells})
-        problem["category_shares"] = {c: {"min": 1.1 / len(cats), "max": 1.0} for c in cats}
+        if len(cats) == 1:
+            # One category cannot be asked for more than 100 % (a share above 1 is invalid input):
+            # ask for all of it and cap its cells below the budget.
+            problem["category_shares"] = {cats[0]: {"min": 1.0, "max": 1.0}}
+            for cell in cells:
+                cell["max_spend"] = 0.5 * problem["budget"] / len(cells)
+                cell.pop("min_spend", None)
+        else:
+            problem["category_shares"] = {c: {"min": 1.1 / len(cats), "max": 1.0} for c in cats}
     elif how == "clv":
         seg = cells[0]["segment"]
         problem.setdefault("segments", {})[seg] = {"clv": 10.0, "min_clv_cac_ratio": 3.0}

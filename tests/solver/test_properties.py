@@ -14,18 +14,13 @@ from forecasting.curves import Curve
 from formulations.lagrangian import Multipliers, dual_bound
 from formulations.model import compile_problem
 from formulations.problem import Problem
+from certified import assert_certified_optimal, assert_proven_infeasible, optimal_or_proven_infeasible
 from instances import random_problem
-from solver import Status, solve
+from solver import solve
 
 SETTINGS = settings(max_examples=12, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow])
 seeds = st.integers(min_value=0, max_value=10_000)
-
-
-def _optimal(problem: Any, backend: str = "auto") -> Any:
-    sol = solve(problem, backend=backend)
-    assert sol.status is Status.OPTIMAL, sol.message
-    return sol
 
 
 @SETTINGS
@@ -33,9 +28,13 @@ def _optimal(problem: Any, backend: str = "auto") -> Any:
 def test_more_budget_never_lowers_the_optimum(seed: int, growth: float) -> None:
     raw = random_problem(seed, n_categories=2, n_segments=3, budget_mode="at_most")
     base = solve(raw)
-    if base.status is not Status.OPTIMAL:
-        return  # infeasible draws say nothing about monotonicity
-    bigger = _optimal({**raw, "budget": raw["budget"] * growth})
+    # random_problem is feasible by construction: a base that is not optimal must at least be a
+    # proven infeasibility, and only that says nothing about monotonicity.
+    if not optimal_or_proven_infeasible(raw, base, "base"):
+        return
+    more = {**raw, "budget": raw["budget"] * growth}
+    bigger = solve(more)
+    assert_certified_optimal(more, bigger, f"budget x {growth}")
     assert bigger.objective >= base.objective * (1 - 1e-9)
 
 
@@ -47,12 +46,15 @@ def test_permuting_cells_changes_nothing(seed: int, data: st.DataObject) -> None
     order = data.draw(st.permutations(range(len(raw["cells"]))))
     shuffled = {**raw, "cells": [raw["cells"][i] for i in order]}
     again = solve(shuffled)
-    assert again.status is base.status
-    if base.status is Status.OPTIMAL:
-        assert again.objective == pytest.approx(base.objective, rel=1e-8)
-        by_key = {(c.category, c.segment): c.spend for c in base.allocation}
-        for c in again.allocation:
-            assert c.spend == pytest.approx(by_key[(c.category, c.segment)], rel=1e-4, abs=1e-6 * raw["budget"])
+    if not optimal_or_proven_infeasible(raw, base, "base"):
+        assert_proven_infeasible(shuffled, again, "permuted")
+        return
+    assert_certified_optimal(shuffled, again, "permuted")
+    assert again.objective == pytest.approx(base.objective, rel=1e-8)
+    by_key = {(c.category, c.segment): c.spend for c in base.allocation}
+    assert len(again.allocation) == len(by_key)
+    for c in again.allocation:
+        assert c.spend == pytest.approx(by_key[(c.category, c.segment)], rel=1e-4, abs=1e-6 * raw["budget"])
 
 
 def _money_times(raw: dict[str, Any], factor: float) -> dict[str, Any]:
@@ -74,13 +76,17 @@ def _money_times(raw: dict[str, Any], factor: float) -> dict[str, Any]:
 def test_multiplying_all_money_by_1000_multiplies_the_allocation(seed: int) -> None:
     raw = random_problem(seed, n_categories=2, n_segments=2)
     base = solve(raw)
-    scaled = solve(_money_times(raw, 1000.0))
-    assert scaled.status is base.status
-    if base.status is Status.OPTIMAL:
-        assert scaled.objective == pytest.approx(1000 * base.objective, rel=1e-8)
-        for a, b in zip(base.allocation, scaled.allocation):
-            assert b.spend == pytest.approx(1000 * a.spend, rel=1e-4, abs=1e-6 * scaled.budget)
-        assert scaled.duals.budget == pytest.approx(base.duals.budget, rel=1e-4, abs=1e-7)
+    big = _money_times(raw, 1000.0)
+    scaled = solve(big)
+    if not optimal_or_proven_infeasible(raw, base, "base"):
+        assert_proven_infeasible(big, scaled, "x 1000")
+        return
+    assert_certified_optimal(big, scaled, "x 1000")
+    assert scaled.objective == pytest.approx(1000 * base.objective, rel=1e-8)
+    assert len(scaled.allocation) == len(base.allocation)
+    for a, b in zip(base.allocation, scaled.allocation):
+        assert b.spend == pytest.approx(1000 * a.spend, rel=1e-4, abs=1e-6 * scaled.budget)
+    assert scaled.duals.budget == pytest.approx(base.duals.budget, rel=1e-4, abs=1e-7)
 
 
 @SETTINGS
@@ -89,8 +95,8 @@ def test_any_multipliers_bound_the_optimum_from_above(seed: int, data: st.DataOb
     """Weak duality: the certificate is valid for arbitrary multipliers, not just good ones."""
     raw = random_problem(seed, n_categories=2, n_segments=2)
     sol = solve(raw)
-    if sol.status is not Status.OPTIMAL:
-        return
+    if not optimal_or_proven_infeasible(raw, sol):
+        return  # weak duality needs an optimum to compare with
     model = compile_problem(Problem.from_dict(raw))
     k, m = model.share_category.size, model.clv_segment.size
     floats = st.floats(min_value=0.0, max_value=5.0)
