@@ -208,10 +208,13 @@ def verified_solution(model: ArrayModel, result: RouteResult, opts: SolveOptions
     result = replace(result, y=snap_to_rules(model, result.y, opts.feas_tol))
     assert result.y is not None
     cert = certify(model, result.y, result.multipliers, feas_tol=opts.feas_tol)
+    kinked = bool((model.revenue.families() | model.acquisitions.families()) & {"pwl", "linear"})
     if result.multipliers is not None and cert.feasible and (
-            not cert.proves_optimal(opts.gap_tol / 10) or cert.dual_mismatch > 1e-9):
+            not cert.proves_optimal(opts.gap_tol / 10) or (cert.dual_mismatch > 1e-9 and not kinked)):
         # Backends' multipliers are only as accurate as their tolerances: polish them so that
-        # the bound is tight and the shadow prices are the plan's own.
+        # the bound is tight and the shadow prices are the plan's own. (At a kink of a pwl or
+        # linear curve a whole range of spends answers the same prices: there the mismatch
+        # says nothing about the prices.)
         result = replace(result, multipliers=refine_multipliers(model, result.multipliers))
         cert = certify(model, result.y, result.multipliers, feas_tol=opts.feas_tol)
     if cert.proves_optimal(opts.gap_tol):
