@@ -37,7 +37,7 @@ IntArray = NDArray[np.int32]
 _INF = highspy.kHighsInf
 BACKEND = "highs-cuts"
 #: The refinement stops when the gap has not halved over this many LP solves.
-_STALL_WINDOW = 40
+STALL_WINDOW = 40
 #: Steepest cut kept (scaled units: revenue or acquisition value per budget).
 MAX_SLOPE = 1e6
 
@@ -55,6 +55,13 @@ class CutOptions:
     max_iterations: int = 400
     time_limit: float = 60.0
     initial_points: int = 12
+
+
+def gap_stalled(gaps: list[float]) -> bool:
+    """Whether a refinement's gaps (one per LP solve, latest last) have stopped closing: the
+    latest is not half of the one :data:`STALL_WINDOW` solves earlier (an infinite gap -- no
+    feasible plan yet -- counts as not closing)."""
+    return len(gaps) > STALL_WINDOW and not gaps[-1] < 0.5 * gaps[-1 - STALL_WINDOW]
 
 
 def initial_points(lower: FloatArray, upper: FloatArray, count: int) -> FloatArray:
@@ -275,9 +282,9 @@ def solve_cuts(model: ArrayModel, options: CutOptions | None = None) -> RouteRes
                         return RouteResult(RouteStatus.CONVERGED, BACKEND, best_y, best_mult, it)
 
         gaps.append(best_bound - best_obj)
-        if len(gaps) > _STALL_WINDOW and not gaps[-1] < 0.5 * gaps[-1 - _STALL_WINDOW]:
+        if gap_stalled(gaps):
             return RouteResult(RouteStatus.ITERATION_LIMIT, BACKEND, best_y, best_mult, it,
-                               f"gap {best_bound - best_obj:.3g} did not halve in {_STALL_WINDOW} LP solves")
+                               f"gap {best_bound - best_obj:.3g} did not halve in {STALL_WINDOW} LP solves")
         if time.perf_counter() - start > opts.time_limit:
             return RouteResult(RouteStatus.TIME_LIMIT, BACKEND, best_y, best_mult, it,
                                f"gap {best_bound - best_obj:.3g} after {opts.time_limit:g} s")

@@ -51,7 +51,7 @@ from pyomo.contrib.solver.solvers.highs import Highs
 from pyomo.core.base.constraint import ConstraintData
 
 from forecasting.curves import PWL, CurveBatch
-from formulations.cuts import initial_points
+from formulations.cuts import STALL_WINDOW, gap_stalled, initial_points
 from formulations.lagrangian import Multipliers, dual_bound
 from formulations.model import ArrayModel, max_violation
 from formulations.result import RouteResult, RouteStatus
@@ -310,6 +310,7 @@ def solve_pyomo(model: ArrayModel, gap_tol: float = 1e-9, feas_tol: float = 1e-9
 
     best_y: FloatArray | None = None
     best_obj, best_bound, best_lagrangian, best_mult = -np.inf, np.inf, np.inf, None
+    gaps: list[float] = []
     for it in range(1, max_iterations + 1):
         res = opt.solve(pm, solver_options=dict(HIGHS_OPTIONS), load_solutions=False,
                         raise_exception_on_nonoptimal_result=False,
@@ -343,6 +344,10 @@ def solve_pyomo(model: ArrayModel, gap_tol: float = 1e-9, feas_tol: float = 1e-9
             best_obj, best_y = model.objective(y), y
         if best_bound - best_obj <= gap_tol * max(1.0, abs(best_bound)):
             return _stop(pm, model, RouteStatus.CONVERGED, best_y, best_mult, it, "")
+        gaps.append(best_bound - best_obj)
+        if gap_stalled(gaps):
+            return _stop(pm, model, RouteStatus.ITERATION_LIMIT, best_y, best_mult, it,
+                         f"gap {best_bound - best_obj:.3g} did not halve in {STALL_WINDOW} LP solves")
         if time.perf_counter() - start > time_limit:
             return _stop(pm, model, RouteStatus.TIME_LIMIT, best_y, best_mult, it,
                          f"gap {best_bound - best_obj:.3g} after {time_limit:g} s")
