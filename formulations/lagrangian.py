@@ -216,6 +216,7 @@ def respond(model: ArrayModel, price: FloatArray, weight: FloatArray, start: Flo
     jumped = np.zeros(n, dtype=bool)  # a flat cell was sent to a bound once
     tried_low, tried_up = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)  # Newton went to a bound
     prev_slope = np.full(n, np.inf)  # |slope| at the previous point of each cell's search
+    down = np.zeros(n, dtype=np.intp)  # consecutive rounds whose slope pointed down
     settled = np.zeros(n, dtype=bool)  # moved by a final tiny Newton step, slope not yet known
     # The loop works on the compacted unsettled cells (``act``): after the first rounds only a
     # few remain, and no round pays for the settled ones. Suffix ``a``: values of ``act``.
@@ -294,8 +295,11 @@ def respond(model: ArrayModel, price: FloatArray, weight: FloatArray, start: Flo
         # Bisect in proportion while the bracket spans orders of magnitude: a slope infinite at
         # 0 that falls only slowly (power or hill exponent near 1) can put the maximizer at
         # 1e-300, a thousand halvings away but ten proportional ones.
+        # (Only after four steps down in a row: an ordinary bracket [0, u] halves as usual.)
+        down[act] = np.where(d <= 0, down[act] + 1, 0)
         floor = np.maximum(loa, _TINY)
-        mid = np.where(hia > 16.0 * floor, np.sqrt(floor) * np.sqrt(hia), 0.5 * (loa + hia))
+        proportional = (hia > 16.0 * floor) & ((loa > 0) | (down[act] >= 4))
+        mid = np.where(proportional, np.sqrt(floor) * np.sqrt(hia), 0.5 * (loa + hia))
         # No curvature here (a straight curve or a pwl piece): try the bound the slope points
         # to, once; a straight curve stops there, a kinked one has a bracket to bisect.
         flat_jump = (ca == 0) & ~jumped[act] & np.where(d > 0, hia == ua, loa == la) & ~ok
