@@ -39,7 +39,7 @@ except ImportError:  # pragma: no cover - the checker is optional for this scrip
     check_solution = None  # type: ignore[assignment]
 
 
-class _Stall(Exception):
+class _Stall(BaseException):  # not an Exception: solve() must not take it for a route failure
     pass
 
 

@@ -43,7 +43,7 @@ _FLAT = frozenset({PWL, "linear"})
 _TOL = 1e-13        # binding rows hold to this fraction of the budget
 _MAX_ROUNDS = 100
 _STALL_ROUNDS = 15  # rounds without halving the binding residuals before giving up
-_EFFORT_EVALUATIONS = 150  # give up after this many times the first dual evaluation's time ...
+_EFFORT_EVALUATIONS = 100  # give up after this many times the first dual evaluation's time ...
 _MIN_EFFORT_SECONDS = 0.3  # ... but never before this
 
 

@@ -58,6 +58,10 @@ def as_problem(problem: ProblemLike) -> Problem:
 SELF_CHECK_ENV = "BUDGET_SOLVER_SELF_CHECK"
 
 
+#: Models of up to this many cells check CLV/CAC reachability before any route runs.
+EARLY_CLV_CHECK = 200_000
+
+
 class SelfCheckError(AssertionError):
     """A solution whose claims the independent checker refuted (only with SELF_CHECK_ENV set)."""
 
@@ -102,14 +106,15 @@ def _solve(p: Problem, backend: str, opts: SolveOptions) -> Solution:
     start = time.perf_counter()
     model = compile_problem(p)
     routes = candidates(model, backend)
-    # The CLV/CAC reachability check costs a best-response pass over every cell; a proven
-    # optimum makes it moot, so it runs only when no route proves one.
-    proofs = conflicts(model, clv=False)
+    # The CLV/CAC reachability check costs a best-response pass over every cell: up front on
+    # models of up to EARLY_CLV_CHECK cells (a route would spend far longer failing on an
+    # unreachable floor), else only when no route proves an optimum (which makes it moot).
+    clv_checked = model.n <= EARLY_CLV_CHECK
+    proofs = conflicts(model, clv=clv_checked)
     if proofs:
         return infeasible_solution(model, proofs, start)
     failures: list[str] = []
     fallback: Solution | None = None
-    clv_checked = False
     for route in routes:
         remaining = opts.time_limit - (time.perf_counter() - start)
         if remaining <= 0:
