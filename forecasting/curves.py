@@ -750,6 +750,37 @@ class CurveBatch:
             x[g.index] = xi
         return x
 
+    def pwl_mask(self) -> NDArray[np.bool_]:
+        """Positions whose curve is a ``pwl`` (shape (n,))."""
+        mask = np.zeros(self.n, dtype=bool)
+        for g in self.groups:
+            if g.family == PWL:
+                mask[g.index] = True
+        return mask
+
+    def pwl_rows(self, positions: NDArray[np.intp]) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """Breakpoints ``x`` and lines (``slope``, ``intercept``; the curve is their minimum) of the
+        pwl curves at ``positions`` (all pwl), each of shape (len(positions), K), padded by
+        repeating each row's last entry."""
+        group_of, row_of = self._locate()
+        width_x = max(g.points[0].shape[1] for g in self.groups if g.family == PWL)  # type: ignore[union-attr]
+        width_l = max(g.params["slope"].shape[1] for g in self.groups if g.family == PWL)
+        xs = np.empty((positions.size, width_x))
+        slope = np.empty((positions.size, width_l))
+        intercept = np.empty((positions.size, width_l))
+        of_group = group_of[positions]
+        for k, g in enumerate(self.groups):
+            sel = np.flatnonzero(of_group == k)
+            if sel.size == 0:
+                continue
+            assert g.family == PWL and g.points is not None
+            rows = row_of[positions[sel]]
+            for out, src in ((xs, g.points[0]), (slope, g.params["slope"]), (intercept, g.params["intercept"])):
+                part = src[rows]
+                out[sel, : part.shape[1]] = part
+                out[sel, part.shape[1]:] = part[:, -1:]
+        return xs, slope, intercept
+
     def has_straight_curves(self) -> bool:
         """Whether some curve is a straight line (``linear``, or ``power`` with ``p = 1`` in every
         sample): it has no curvature anywhere, so its best response to a price jumps between

@@ -115,19 +115,41 @@ _SETTLE_FLOOR = 1e-9  # spends (scaled, budget = 1) below this count as this for
 _TINY = 1e-300  # a bracket [0, _TINY] (scaled spend) is as narrow as a bracket gets
 
 
-def _closed_form_responses(model: ArrayModel, price: FloatArray, weighted: NDArray[np.bool_],
+def _closed_form_responses(model: ArrayModel, price: FloatArray, weight: FloatArray,
                            y: FloatArray) -> NDArray[np.bool_] | None:
     """Write into ``y`` the exact best responses of the unweighted cells whose revenue curve has
-    a closed-form maximizer (:meth:`CurveBatch.argmax_at`); the mask of those cells, or None."""
-    if np.all(weighted):
-        return None
+    a closed-form maximizer (:meth:`CurveBatch.argmax_at`), and of the weighted cells whose revenue
+    and acquisition curves are both pwl (:func:`_pwl_pair_argmax`); the mask of those cells, or None."""
+    weighted = weight > 0
     s = price * (model.value_scale / model.money_scale)  # the money slope of each cell's price
     x = model.revenue.argmax_at(s)
     free = ~weighted & ~np.isnan(x)
+    both_pwl = weighted & model.revenue.pwl_mask() & model.acquisitions.pwl_mask()
+    if both_pwl.any():
+        cells = np.flatnonzero(both_pwl)
+        # Acquisition value weight in money units: w coef v_scale / m_scale on new customers.
+        a = weight[cells] * model.acq_value_coef[cells] * model.value_scale / model.money_scale
+        x[cells] = _pwl_pair_argmax(model, cells, a, s[cells])
+        free |= both_pwl
     if not free.any():
         return None
     y[free] = np.clip(x[free] / model.money_scale, model.lower[free], model.upper[free])
     return free
+
+
+def _pwl_pair_argmax(model: ArrayModel, cells: NDArray[np.intp], a: FloatArray, s: FloatArray) -> FloatArray:
+    """Maximizers (money) of ``R(x) + a Q(x) - s x`` over the cells' bounds, for cells whose revenue
+    ``R`` and acquisitions ``Q`` are both pwl: the sum is a concave pwl, so a breakpoint of either
+    curve or a bound maximizes it; every candidate is evaluated and the best one taken."""
+    rx, rs, ri = model.revenue.pwl_rows(cells)
+    qx, qs, qi = model.acquisitions.pwl_rows(cells)
+    lo = model.lower[cells] * model.money_scale
+    hi = model.upper[cells] * model.money_scale
+    points = np.clip(np.hstack([rx, qx, lo[:, None], hi[:, None]]), lo[:, None], hi[:, None])
+    rev = np.min(ri[:, None, :] + rs[:, None, :] * points[:, :, None], axis=2)
+    acq = np.min(qi[:, None, :] + qs[:, None, :] * points[:, :, None], axis=2)
+    value = rev + a[:, None] * acq - s[:, None] * points
+    return np.take_along_axis(points, np.argmax(value, axis=1)[:, None], axis=1)[:, 0]
 
 
 def _warm_slopes(model: ArrayModel, warm: Responses, price: FloatArray, weight: FloatArray,
@@ -224,7 +246,7 @@ def respond(model: ArrayModel, price: FloatArray, weight: FloatArray, start: Flo
     # Cells with no acquisition weight and a closed-form inverse marginal need no search: their
     # best response is that inverse, clipped (exact by concavity); their slope is evaluated once
     # after the loop, with the settled cells'.
-    free = _closed_form_responses(model, price, weighted, y)
+    free = _closed_form_responses(model, price, weight, y)
     if free is not None:
         settled |= free
         act = np.flatnonzero(~free)
