@@ -489,7 +489,12 @@ class Curve:
         if np.any(slopes < 0):
             k = int(np.argmax(slopes < 0)) + 1
             raise CurveError(f"{where}.points[{k}]: the curve decreases (slope {slopes[k - 1]:g} < 0)")
-        tol = 1e-12 * np.maximum(np.abs(slopes[:-1]), np.abs(slopes[1:]))
+        # A rise within the rounding of the slopes themselves (points on a straight line, as a
+        # spreadsheet writes them) is not a rise: each slope is good to about eps x (|y_k| +
+        # |y_k+1|) / dx_k.
+        dx = np.diff(x)
+        rounding = 8 * np.finfo(float).eps * (np.abs(y[:-1]) + np.abs(y[1:])) / dx
+        tol = 1e-12 * np.maximum(np.abs(slopes[:-1]), np.abs(slopes[1:])) + rounding[:-1] + rounding[1:]
         rising = np.diff(slopes) > tol
         if np.any(rising):
             k = int(np.argmax(rising)) + 1

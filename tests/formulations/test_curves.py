@@ -163,3 +163,16 @@ def test_no_closed_form_inverse_for_other_families_or_samples() -> None:
                  SPECS["linear"]):
         assert CurveBatch([Curve.from_dict(spec)]).inverse_derivative_at(np.ones(1)) is None, spec
     assert CurveBatch([None, None]).inverse_derivative_at(np.array([1.0, -1.0])).tolist() == [-np.inf, np.inf]
+
+
+def test_pwl_points_on_a_straight_line_are_concave_despite_rounding() -> None:
+    """Breakpoints 0.6 apart far out on a straight line: their slopes differ only by rounding
+    (the adversarial generator's seed 11568 was refused as 'slope rises from 0.39404 to 0.39404')."""
+    xs = [0.0, 1e5, 1e5 + 0.6, 1e5 + 1.2, 2e5]
+    slope = 0.394041
+    points = [[x, slope * x] for x in xs]
+    c = Curve.from_dict({"family": "pwl", "points": points})
+    # (the lines of near-parallel short pieces extrapolate their rounding: a few 1e-12, relative)
+    assert c.value(1.5e5) == pytest.approx(slope * 1.5e5, rel=1e-10)
+    with pytest.raises(CurveError, match="not concave"):
+        Curve.from_dict({"family": "pwl", "points": [[0, 0], [1e5, slope * 1e5], [2e5, slope * 2.001e5 + 1.0]]})
