@@ -716,13 +716,7 @@ class CurveBatch:
         clipped value maximizes ``f(x) - s x`` on the bounds). A position without a curve (the
         zero curve) gets ``-inf`` where ``s > 0`` and ``inf`` elsewhere.
         """
-        if not self.has_inverse_derivative():
-            return None
-        x = np.where(s > 0, -np.inf, np.inf)
-        for g in self.groups:
-            params = {k: v[:, 0] for k, v in g.params.items()}
-            x[g.index] = PARAMETRIC_FAMILIES[g.family].inverse_derivative(s[g.index], params)
-        return x
+        return self.argmax_at(s) if self.has_inverse_derivative() else None
 
     def argmax_at(self, s: FloatArray) -> FloatArray:
         """Per position, a maximizer of ``f(x) - s x`` over ``x >= 0`` in closed form (shape (n,)),

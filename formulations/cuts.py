@@ -64,6 +64,25 @@ def gap_stalled(gaps: list[float]) -> bool:
     return len(gaps) > STALL_WINDOW and not gaps[-1] < 0.5 * gaps[-1 - STALL_WINDOW]
 
 
+def curve_of(model: ArrayModel, acquisition: bool):  # type: ignore[no-untyped-def]
+    """The scaled curve and its derivative: acquisition value, or revenue."""
+    return (model.acq_value, model.dacq_value) if acquisition else (model.rev, model.drev)
+
+
+def tangent_lines(model: ArrayModel, cells: NDArray[np.int64], points: FloatArray,
+                  acquisition: bool) -> tuple[NDArray[np.int64], FloatArray, FloatArray]:
+    """The tangents of the cells' scaled revenue (or acquisition value) curves at ``points``
+    (shape (len(cells),)): ``(cells, slope, intercept)`` of the lines ``intercept + slope y``,
+    leaving out points where the slope is infinite (0 spend on a curve steep there)."""
+    f, df = curve_of(model, acquisition)
+    full = np.zeros(model.n)
+    full[cells] = points
+    slope = df(full)[cells]
+    value = f(full)[cells]
+    ok = np.isfinite(slope)
+    return cells[ok], slope[ok], value[ok] - slope[ok] * points[ok]
+
+
 def initial_points(lower: FloatArray, upper: FloatArray, count: int) -> FloatArray:
     """Tangent points per cell, shape (n, count+1): geometric towards the lower bound."""
     fractions = np.concatenate([[0.0], 2.0 ** -np.arange(count - 1, -1, -1)])
@@ -152,17 +171,8 @@ class TangentLP:
 
     def add_tangents(self, cells: NDArray[np.int64], points: FloatArray, acquisition: bool) -> None:
         """Tangent rows of the cells' revenue (or acquisition value) curves at ``points``."""
-        f, df = self._curve(acquisition)
-        full = np.zeros(self.model.n)
-        full[cells] = points
-        slope = df(full)[cells]
-        value = f(full)[cells]
-        ok = np.isfinite(slope)
-        self.add_lines(cells[ok], slope[ok], value[ok] - slope[ok] * points[ok], acquisition)
+        self.add_lines(*tangent_lines(self.model, cells, points, acquisition), acquisition)
 
-    def _curve(self, acquisition: bool):  # type: ignore[no-untyped-def]
-        m = self.model
-        return (m.acq_value, m.dacq_value) if acquisition else (m.rev, m.drev)
 
     def solve(self) -> tuple[str, FloatArray | None, FloatArray | None, Multipliers | None]:
         """Run HiGHS. Returns (status, y, hypograph values t, multipliers); status 'optimal',
@@ -257,7 +267,7 @@ def solve_cuts(model: ArrayModel, options: CutOptions | None = None) -> RouteRes
         if status != "optimal" or y is None or cols is None or mult is None:
             return RouteResult(RouteStatus.ERROR, BACKEND, best_y, best_mult, it, f"HiGHS stopped: {status}")
         y = np.clip(y, model.lower, model.upper)
-        db = dual_bound(model, mult, start=None if best_mult is None else last_argmax)
+        db = dual_bound(model, mult, start=last_argmax)
         last_argmax = db.argmax
         if db.value < best_bound:
             best_bound, best_mult = db.value, db.multipliers
@@ -306,7 +316,7 @@ def _add_violated_cuts(lp: TangentLP, cols: FloatArray, candidates: FloatArray,
     a_lp[lp.clv_cells] = cols[lp.acq_col[lp.clv_cells]]
     added = 0
     for acquisition, z_lp, store in ((False, t_lp, rev_points), (True, a_lp, acq_points)):
-        f, df = lp._curve(acquisition)
+        f, df = curve_of(lp.model, acquisition)
         scope = lp.clv_cells if acquisition else np.arange(n)
         for p in candidates:
             slope, value = df(p), f(p)
@@ -335,7 +345,7 @@ def _refine_towards_lower_bound(lp: TangentLP, y_lp: FloatArray, z_lp: FloatArra
     geometrically until the LP moves the cell off its bound.
     """
     m = lp.model
-    f, df = lp._curve(acquisition)
+    f, df = curve_of(lp.model, acquisition)
     at_lower = np.zeros(m.n, dtype=bool)
     at_lower[scope] = y_lp[scope] <= m.lower[scope] + 1e-15
     overestimated = at_lower & (z_lp > f(m.lower) + 1e-13 * (1.0 + np.abs(z_lp))) & ~np.isfinite(df(m.lower))

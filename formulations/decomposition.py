@@ -280,7 +280,7 @@ def solve_decomposition(model: ArrayModel, max_rounds: int = _MAX_ROUNDS,
         # Newton on g (convex): accept a step that lowers g or shrinks the binding residuals.
         norm = float(np.max(np.abs(grad)))
         if changed or norm < 0.5 * best_norm:
-            best_norm, stalled = min(norm, best_norm) if not changed else norm, 0
+            best_norm, stalled = norm, 0
         else:
             stalled += 1
             if stalled >= _STALL_ROUNDS:

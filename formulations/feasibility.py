@@ -33,6 +33,7 @@ import highspy
 import numpy as np
 from numpy.typing import NDArray
 
+from formulations.cuts import tangent_lines
 from formulations.lagrangian import Multipliers, best_responses, dual_bound
 from formulations.model import ArrayModel
 
@@ -297,19 +298,15 @@ class _PhaseOne:
                 self._tangents(self.clv_cells, grid[:, j])
 
     def _tangents(self, cells: NDArray[np.intp], points: FloatArray) -> None:
-        full = np.zeros(self.model.n)
-        full[cells] = points
-        slope = self.model.dacq_value(full)[cells]
-        value = self.model.acq_value(full)[cells]
-        ok = np.isfinite(slope)
-        cells, slope, points, value = cells[ok], slope[ok], points[ok], value[ok]
+        """Rows ``a_i - slope y_i <= intercept`` for the acquisition value's tangents at ``points``."""
+        cells, slope, intercept = tangent_lines(self.model, cells, points, acquisition=True)
         if cells.size == 0:
             return
         kk = cells.size
         starts = (2 * np.arange(kk)).astype(np.int32)
         index = np.column_stack([self.acq_col[cells], cells]).ravel().astype(np.int32)
         coef = np.column_stack([np.ones(kk), -slope]).ravel()
-        self.h.addRows(kk, np.full(kk, -_INF), value - slope * points, index.size, starts, index, coef)
+        self.h.addRows(kk, np.full(kk, -_INF), intercept, index.size, starts, index, coef)
 
     def solve(self) -> tuple[float, Multipliers, FloatArray] | None:
         self.h.run()

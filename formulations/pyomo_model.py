@@ -51,7 +51,7 @@ from pyomo.contrib.solver.solvers.highs import Highs
 from pyomo.core.base.constraint import ConstraintData
 
 from forecasting.curves import PWL, CurveBatch
-from formulations.cuts import STALL_WINDOW, gap_stalled, initial_points
+from formulations.cuts import STALL_WINDOW, curve_of, gap_stalled, initial_points
 from formulations.lagrangian import Multipliers, dual_bound
 from formulations.model import ArrayModel, max_violation
 from formulations.result import RouteResult, RouteStatus
@@ -366,7 +366,7 @@ def _violated_cuts(pm: pyo.ConcreteModel, model: ArrayModel, y_lp: FloatArray, t
     added: list[ConstraintData] = []
     has_rule = model.clv_rule_of >= 0
     for acquisition, z_lp, scope in ((False, t_lp, np.ones(model.n, bool)), (True, a_lp, has_rule)):
-        f, df = (model.acq_value, model.dacq_value) if acquisition else (model.rev, model.drev)
+        f, df = curve_of(model, acquisition)
         for p in candidates:
             slope, value = df(p), f(p)
             with np.errstate(invalid="ignore"):

@@ -52,11 +52,6 @@ class Certificate:
         return self.gap / self.denominator
 
     @property
-    def floor_applies(self) -> bool:
-        """Whether the gap is measured against the budget floor rather than the objective."""
-        return self.denominator > abs(self.objective)
-
-    @property
     def feasible(self) -> bool:
         return not self.violated_rules
 
