@@ -169,22 +169,26 @@ def infeasible_solution(model: ArrayModel, proofs: list[InfeasibilityProof], sta
     certificate (multipliers are dimensionless; the bound in currency)."""
     p = model.problem
     proof = proofs[0]
-    mult = proof.multipliers
-    share_names = [model.categories[c] for c in model.share_category]
-    clv_names = [model.segments[s] for s in model.clv_segment]
     certificate = InfeasibilityCertificate(
-        multipliers=Duals(
-            budget=float(mult.budget),
-            category_min={n: float(v) for n, v in zip(share_names, mult.share_min)},
-            category_max={n: float(v) for n, v in zip(share_names, mult.share_max)},
-            segment_clv_cac={n: float(v) for n, v in zip(clv_names, mult.clv)},
-        ),
+        multipliers=_by_rule(model, proof.multipliers),
         bound=float(proof.value * model.money_scale),
         rules=proof.rules,
     )
     message = "infeasible: " + "; ".join(r for pr in proofs for r in pr.reasons)
     return replace(_bare(p, Status.INFEASIBLE, message, start, backend), infeasibility=certificate,
                    fixed_cells=_fixed_cells(model))
+
+
+def _by_rule(model: ArrayModel, mult: Multipliers) -> Duals:
+    """Multipliers keyed by the rules' names (the budget, categories, segments)."""
+    share_names = [model.categories[c] for c in model.share_category]
+    clv_names = [model.segments[s] for s in model.clv_segment]
+    return Duals(
+        budget=float(mult.budget),
+        category_min={n: float(v) for n, v in zip(share_names, mult.share_min)},
+        category_max={n: float(v) for n, v in zip(share_names, mult.share_max)},
+        segment_clv_cac={n: float(v) for n, v in zip(clv_names, mult.clv)},
+    )
 
 
 def _fixed_cells(model: ArrayModel) -> tuple[dict[str, Any], ...]:
@@ -259,15 +263,7 @@ def _solution(model: ArrayModel, result: RouteResult, cert: Certificate, status:
         "current_revenue": np.where(np.isnan(current), np.nan, model.revenue.value_at(np.nan_to_num(current))),
     })
     mult = result.multipliers or Multipliers.zeros(model)
-    mult = mult.projected(model.equal_budget).scaled_by(model.dual_to_money)
-    share_names = [model.categories[c] for c in model.share_category]
-    clv_names = [model.segments[s] for s in model.clv_segment]
-    duals = Duals(
-        budget=float(mult.budget),
-        category_min={n: float(v) for n, v in zip(share_names, mult.share_min)},
-        category_max={n: float(v) for n, v in zip(share_names, mult.share_max)},
-        segment_clv_cac={n: float(v) for n, v in zip(clv_names, mult.clv)},
-    )
+    duals = _by_rule(model, mult.projected(model.equal_budget).scaled_by(model.dual_to_money))
     return Solution(
         status=status,
         message=message,
