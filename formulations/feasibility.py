@@ -57,10 +57,6 @@ class InfeasibilityProof:
     def proven(self) -> bool:
         return bool(self.value < 0)
 
-    @property
-    def message(self) -> str:
-        return "infeasible: " + "; ".join(self.reasons)
-
 
 def farkas_value(model: ArrayModel, mult: Multipliers) -> float:
     """A rigorous upper estimate of ``h(mult)`` (see the module docstring), scaled."""
